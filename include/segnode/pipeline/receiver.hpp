@@ -1,0 +1,86 @@
+#pragma once
+// The receiver's policy: what happens to a C-STORE the SCP has read into a temporary file.
+// Durability order per instance: temp file -> fsync -> rename into
+// instances/<study>/<series>/<sop>.dcm -> fsync directory -> index row committed (SQLite,
+// synchronous=FULL) -> only then the success status is returned to the SCP.
+#include <array>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "segnode/core/config.hpp"
+#include "segnode/dicom/receive_handler.hpp"
+#include "segnode/store/database.hpp"
+#include "segnode/store/workdir.hpp"
+
+namespace segnode::pipeline {
+
+/// A small pool of SQLite connections, one per concurrent user (SQLite connections are not
+/// shared between threads here).
+class ConnectionPool {
+public:
+    explicit ConnectionPool(std::filesystem::path db_path) : m_path(std::move(db_path)) {}
+
+    class Lease {
+    public:
+        Lease(ConnectionPool& pool, std::unique_ptr<store::Database> db)
+            : m_pool(pool), m_db(std::move(db)) {}
+        ~Lease() { m_pool.release(std::move(m_db)); }
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        store::Database& operator*() { return *m_db; }
+        store::Database* operator->() { return m_db.get(); }
+
+    private:
+        ConnectionPool& m_pool;
+        std::unique_ptr<store::Database> m_db;
+    };
+
+    /// Throws store::DatabaseError if a new connection cannot be opened.
+    Lease acquire();
+
+private:
+    void release(std::unique_ptr<store::Database> db);
+    std::filesystem::path m_path;
+    std::mutex m_mutex;
+    std::vector<std::unique_ptr<store::Database>> m_idle;
+};
+
+class Receiver : public dicom::ReceiveHandler {
+public:
+    Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool);
+
+    /// Called with the association id when an association is released normally.
+    void set_release_listener(std::function<void(std::int64_t)> listener) {
+        m_on_release = std::move(listener);
+    }
+
+    std::int64_t association_accepted(const dicom::AssociationInfo& info) override;
+    void association_rejected(const dicom::AssociationInfo& info,
+                              const std::string& reason) override;
+    void association_ended(const dicom::AssociationInfo& info, std::int64_t stored,
+                           std::int64_t refused, const std::string& outcome) override;
+    std::filesystem::path new_temp_file() override;
+    dicom::StoreStatus store(const dicom::AssociationInfo& assoc,
+                             const dicom::ReceivedInstance& instance) override;
+    void refused(const dicom::AssociationInfo& assoc, const std::string& sop_instance_uid,
+                 std::uint16_t dimse_status, const std::string& reason,
+                 const std::filesystem::path& temp_file) override;
+
+private:
+    dicom::StoreStatus store_locked(const dicom::AssociationInfo& assoc,
+                                    const dicom::ReceivedInstance& instance);
+    /// Moves a refused file to quarantine/ with a .reason.txt beside it and indexes it.
+    void quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
+                    const std::filesystem::path& file, const std::string& reason);
+    std::mutex& lock_for(const std::string& sop_uid);
+
+    const Config& m_config;
+    const store::Workdir& m_workdir;
+    ConnectionPool& m_pool;
+    std::array<std::mutex, 64> m_sop_locks;
+    std::function<void(std::int64_t)> m_on_release;
+};
+
+} // namespace segnode::pipeline

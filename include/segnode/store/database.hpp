@@ -1,0 +1,102 @@
+#pragma once
+// Thin RAII layer over SQLite. Anticipated failures (cannot open, constraint on user input)
+// come back as Result/Status; unexpected database failures (I/O error, disk full, corrupt
+// file) throw DatabaseError and are handled at the layer boundary.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "segnode/core/result.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace segnode::store {
+
+class DatabaseError : public std::runtime_error {
+public:
+    DatabaseError(const std::string& what, int code) : std::runtime_error(what), m_code(code) {}
+    [[nodiscard]] int code() const { return m_code; }
+    /// True for SQLITE_FULL / SQLITE_IOERR: the caller should answer "out of resources".
+    [[nodiscard]] bool is_resource_error() const;
+
+private:
+    int m_code;
+};
+
+class Statement {
+public:
+    Statement(sqlite3* db, std::string_view sql);
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+    Statement(Statement&& other) noexcept;
+    Statement& operator=(Statement&&) = delete;
+
+    Statement& bind(int index, std::int64_t value);
+    Statement& bind(int index, const std::string& value);
+    Statement& bind(int index, const char* value);
+    Statement& bind_null(int index);
+    Statement& bind(int index, const std::optional<std::int64_t>& value);
+
+    /// Steps once; true when a row is available, false when done.
+    bool step();
+    /// Steps to completion (for statements that return no rows).
+    void run();
+    void reset();
+
+    [[nodiscard]] std::int64_t column_int64(int index) const;
+    [[nodiscard]] std::string column_text(int index) const;
+    [[nodiscard]] bool column_is_null(int index) const;
+    [[nodiscard]] std::optional<std::int64_t> column_optional_int64(int index) const;
+
+private:
+    sqlite3* m_db;
+    sqlite3_stmt* m_stmt = nullptr;
+};
+
+class Database {
+public:
+    enum class Mode { ReadWriteCreate, ReadWrite };
+
+    /// Opens (and with ReadWriteCreate creates) the database, sets WAL mode, a busy timeout,
+    /// foreign keys and synchronous=FULL.
+    static Result<Database> open(const std::filesystem::path& file, Mode mode);
+
+    ~Database();
+    Database(const Database&) = delete;
+    Database& operator=(const Database&) = delete;
+    Database(Database&& other) noexcept;
+    Database& operator=(Database&& other) noexcept;
+
+    void exec(std::string_view sql);
+    Statement prepare(std::string_view sql) { return Statement(m_db, sql); }
+    [[nodiscard]] std::int64_t last_insert_rowid() const;
+    [[nodiscard]] int changes() const;
+    [[nodiscard]] sqlite3* handle() const { return m_db; }
+    [[nodiscard]] const std::filesystem::path& path() const { return m_path; }
+
+private:
+    Database(sqlite3* db, std::filesystem::path path) : m_db(db), m_path(std::move(path)) {}
+    sqlite3* m_db = nullptr;
+    std::filesystem::path m_path;
+};
+
+/// BEGIN IMMEDIATE ... COMMIT; rolls back unless commit() was called.
+class Transaction {
+public:
+    explicit Transaction(Database& db);
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit();
+
+private:
+    Database& m_db;
+    bool m_done = false;
+};
+
+} // namespace segnode::store

@@ -1,0 +1,126 @@
+#pragma once
+// The index of received data: associations, series, instances, receive events and quarantine.
+// One ReceiveIndex per thread (it owns prepared statements on one connection).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "segnode/store/database.hpp"
+
+namespace segnode::store {
+
+struct SeriesAttributes {
+    std::string series_uid;
+    std::string study_uid;
+    std::string patient_id;
+    std::string patient_name;
+    std::string study_date;
+    std::string accession_number;
+    std::string modality;
+    std::string series_number;
+    std::string description;
+    std::string body_part;
+    std::string frame_of_reference;
+};
+
+struct NewInstance {
+    SeriesAttributes series;
+    std::string sop_instance_uid;
+    std::string sop_class_uid;
+    std::string instance_number;
+    std::string transfer_syntax;
+    std::string relpath;
+    std::int64_t size_bytes = 0;
+    std::int64_t received_at = 0;
+    std::int64_t association_id = 0;
+    std::string calling_ae;
+    std::string called_ae;
+    std::string peer_address;
+};
+
+struct StoredInstance {
+    std::int64_t id = 0;
+    std::string sop_instance_uid;
+    std::string sop_class_uid;
+    std::string series_uid;
+    std::string relpath;
+    std::int64_t size_bytes = 0;
+};
+
+enum class SeriesState { Receiving, Complete, Routed };
+std::string to_string(SeriesState state);
+
+struct SeriesRow {
+    std::int64_t id = 0;
+    SeriesAttributes attrs;
+    std::string calling_ae;
+    std::string called_ae;
+    std::string peer_address;
+    SeriesState state = SeriesState::Receiving;
+    std::int64_t instance_count = 0;
+    std::int64_t late_instances = 0;
+    std::int64_t first_received_at = 0;
+    std::int64_t last_received_at = 0;
+    std::optional<std::int64_t> completed_at;
+};
+
+/// What recording an instance did to its series.
+struct RecordOutcome {
+    bool series_created = false;
+    bool late = false;     ///< the series was already complete/routed
+    bool reopened = false; ///< ... and went back to `receiving` (late policy "reopen")
+};
+
+struct Counts {
+    std::int64_t instances = 0;
+    std::int64_t series_receiving = 0;
+    std::int64_t series_complete = 0;
+    std::int64_t series_routed = 0;
+    std::int64_t associations = 0;
+    std::int64_t quarantined = 0;
+    std::int64_t refused = 0;
+    std::int64_t api_keys = 0;
+};
+
+class ReceiveIndex {
+public:
+    explicit ReceiveIndex(Database& db) : m_db(db) {}
+
+    std::int64_t begin_association(const std::string& calling_ae, const std::string& called_ae,
+                                   const std::string& peer_address, std::int64_t at,
+                                   const std::string& outcome, const std::string& detail = {});
+    void end_association(std::int64_t id, std::int64_t at, std::int64_t stored,
+                         std::int64_t refused, const std::string& outcome);
+
+    std::optional<StoredInstance> find_instance(const std::string& sop_instance_uid);
+
+    /// Inserts the instance, creating or updating its series, in one transaction. With
+    /// `reopen_late`, a late instance sends a complete/routed series back to `receiving`.
+    RecordOutcome record_instance(const NewInstance& instance, bool reopen_late);
+    /// Points an existing instance row at new content (duplicate policy "replace").
+    void replace_instance(const NewInstance& instance);
+
+    void record_event(std::int64_t association_id, std::int64_t at, const std::string& sop_uid,
+                      const std::string& kind, int dimse_status, const std::string& detail);
+    void add_quarantine(std::int64_t at, const std::string& relpath, const std::string& reason,
+                        const std::string& calling_ae, const std::string& peer_address,
+                        const std::string& sop_uid);
+
+    /// Marks `receiving` series whose last instance is older than `cutoff` as complete;
+    /// returns them.
+    std::vector<SeriesRow> complete_quiet_series(std::int64_t cutoff, std::int64_t now);
+    /// Marks the `receiving` series that got instances on this association as complete.
+    std::vector<SeriesRow> complete_series_of_association(std::int64_t association_id,
+                                                          std::int64_t now);
+
+    std::optional<SeriesRow> find_series(const std::string& series_uid);
+    std::vector<SeriesRow> list_series(std::optional<SeriesState> state, int limit);
+    std::vector<StoredInstance> series_instances(const std::string& series_uid);
+    Counts counts();
+
+private:
+    Database& m_db;
+};
+
+} // namespace segnode::store

@@ -1,0 +1,32 @@
+#pragma once
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+
+#include "segnode/core/config.hpp"
+#include "segnode/store/database.hpp"
+
+namespace segnode::cli {
+
+/// Options every subcommand understands (they may be given before or after it).
+struct GlobalOptions {
+    std::string config_file;
+    ConfigOverrides overrides;
+};
+
+void add_global_options(CLI::App& app, GlobalOptions& options);
+
+/// The effective configuration: --config (or $SEGNODE_CONFIG) if given, else the built-in
+/// defaults, then command-line overrides. Prints the error and returns nullopt on failure.
+std::optional<Config> resolve_config(const GlobalOptions& options);
+
+/// Opens the database of the configured working directory; with `create`, creates the
+/// working directory and applies migrations first. Prints the error and returns nullopt.
+std::optional<store::Database> open_database(const Config& config, bool create);
+
+void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+
+} // namespace segnode::cli

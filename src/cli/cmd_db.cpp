@@ -1,0 +1,69 @@
+#include <iostream>
+
+#include "cli_common.hpp"
+#include "segnode/store/migrations.hpp"
+#include "segnode/store/receive_index.hpp"
+#include "segnode/store/workdir.hpp"
+
+namespace segnode::cli {
+
+void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
+    auto* cmd = app.add_subcommand("db", "Database tools");
+    cmd->require_subcommand(1);
+
+    auto* migrate = cmd->add_subcommand("migrate", "Create the database or apply pending migrations");
+    migrate->callback([&options, &exit_code] {
+        auto config = resolve_config(options);
+        if (!config) {
+            exit_code = 2;
+            return;
+        }
+        const store::Workdir workdir(config->node.workdir);
+        if (auto st = workdir.ensure(); !st) {
+            std::cerr << st.error().message << "\n";
+            exit_code = 1;
+            return;
+        }
+        auto db = store::Database::open(workdir.db_path(), store::Database::Mode::ReadWriteCreate);
+        if (!db) {
+            std::cerr << db.error().message << "\n";
+            exit_code = 1;
+            return;
+        }
+        auto applied = store::migrate(*db);
+        if (!applied) {
+            std::cerr << applied.error().message << "\n";
+            exit_code = 1;
+            return;
+        }
+        std::cout << workdir.db_path().string() << ": schema version "
+                  << store::schema_version(*db) << " (" << *applied << " migration(s) applied)\n";
+    });
+
+    auto* status = cmd->add_subcommand("status", "Schema version and counts");
+    status->callback([&options, &exit_code] {
+        auto config = resolve_config(options);
+        if (!config) {
+            exit_code = 2;
+            return;
+        }
+        auto db = open_database(*config, false);
+        if (!db) {
+            exit_code = 1;
+            return;
+        }
+        const auto c = store::ReceiveIndex(*db).counts();
+        std::cout << "database:        " << db->path().string() << "\n"
+                  << "schema version:  " << store::schema_version(*db) << " (latest "
+                  << store::latest_schema_version() << ")\n"
+                  << "instances:       " << c.instances << "\n"
+                  << "series:          " << c.series_receiving << " receiving, "
+                  << c.series_complete << " complete, " << c.series_routed << " routed\n"
+                  << "associations:    " << c.associations << "\n"
+                  << "refused stores:  " << c.refused << "\n"
+                  << "quarantined:     " << c.quarantined << "\n"
+                  << "active API keys: " << c.api_keys << "\n";
+    });
+}
+
+} // namespace segnode::cli

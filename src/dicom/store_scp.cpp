@@ -1,0 +1,532 @@
+#include "segnode/dicom/store_scp.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmnet/dcmtrans.h"
+#include "dcmtk/dcmnet/diutil.h"
+#include "dcmtk/dcmnet/dul.h"
+#include "dcmtk/dcmnet/scpthrd.h"
+#include "segnode/dicom/sop_classes.hpp"
+
+namespace segnode::dicom {
+namespace {
+
+constexpr const char* k_verification = "1.2.840.10008.1.1";
+
+std::string trim(const char* s) {
+    std::string out(s);
+    const auto first = out.find_first_not_of(' ');
+    if (first == std::string::npos) {
+        return {};
+    }
+    return out.substr(first, out.find_last_not_of(' ') - first + 1);
+}
+
+std::string socket_peer_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return "unknown";
+    }
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (ss.ss_family == AF_INET) {
+        const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    } else if (ss.ss_family == AF_INET6) {
+        const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    }
+    return buf;
+}
+
+// DcmTransportConnection::getSocket() is protected; naming it through a derived class yields
+// a pointer to member of the base, which may then be called on any connection.
+struct SocketAccess : DcmTransportConnection {
+    using DcmTransportConnection::getSocket;
+};
+
+int association_socket(T_ASC_Association* assoc) {
+    DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation);
+    if (conn == nullptr) {
+        return -1;
+    }
+    DcmNativeSocketType (DcmTransportConnection::*get)() = &SocketAccess::getSocket;
+    return (conn->*get)();
+}
+
+std::string get_string(DcmItem& item, const DcmTagKey& tag) {
+    OFString value;
+    if (item.findAndGetOFStringArray(tag, value).good()) {
+        return trim(value.c_str());
+    }
+    return {};
+}
+
+/// Reads the attributes segnode indexes from a received file, without its pixel data.
+Result<ReceivedInstance> read_received(const std::filesystem::path& file) {
+    DcmFileFormat ff;
+    const OFCondition cond = ff.loadFileUntilTag(file.c_str(), EXS_Unknown, EGL_noChange,
+                                                 4096, ERM_autoDetect, DCM_PixelData);
+    if (cond.bad()) {
+        return Error{std::string("data set cannot be parsed: ") + cond.text()};
+    }
+    ReceivedInstance r;
+    r.temp_file = file;
+    std::error_code ec;
+    r.file_size = std::filesystem::file_size(file, ec);
+    DcmMetaInfo* meta = ff.getMetaInfo();
+    Uint32 group_length = 0;
+    if (meta == nullptr ||
+        meta->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).bad()) {
+        return Error{"received file has no file meta information group length"};
+    }
+    // 128-byte preamble + "DICM" + the group length element (12 bytes) + the group.
+    r.dataset_offset = 128U + 4U + 12U + group_length;
+    r.transfer_syntax = get_string(*meta, DCM_TransferSyntaxUID);
+    DcmDataset& ds = *ff.getDataset();
+    r.sop_class_uid = get_string(ds, DCM_SOPClassUID);
+    r.sop_instance_uid = get_string(ds, DCM_SOPInstanceUID);
+    r.study_uid = get_string(ds, DCM_StudyInstanceUID);
+    r.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+    r.patient_id = get_string(ds, DCM_PatientID);
+    r.patient_name = get_string(ds, DCM_PatientName);
+    r.study_date = get_string(ds, DCM_StudyDate);
+    r.accession_number = get_string(ds, DCM_AccessionNumber);
+    r.modality = get_string(ds, DCM_Modality);
+    r.series_number = get_string(ds, DCM_SeriesNumber);
+    r.series_description = get_string(ds, DCM_SeriesDescription);
+    r.body_part = get_string(ds, DCM_BodyPartExamined);
+    r.frame_of_reference = get_string(ds, DCM_FrameOfReferenceUID);
+    r.instance_number = get_string(ds, DCM_InstanceNumber);
+    return r;
+}
+
+/// One association, on its own thread. DCMTK drives negotiation and the DIMSE loop; the
+/// overridden hooks apply segnode's policy and forward received objects to the handler.
+class StoreWorker : public DcmThreadSCP {
+public:
+    StoreWorker(const ScpOptions& options, ReceiveHandler& handler, AssociationInfo info)
+        : m_options(options), m_handler(handler), m_info(std::move(info)) {}
+
+    ~StoreWorker() override = default;
+    StoreWorker(const StoreWorker&) = delete;
+    StoreWorker& operator=(const StoreWorker&) = delete;
+
+protected:
+    OFBool checkCalledAETitleAccepted(const OFString& called_ae) override {
+        const std::string called = trim(called_ae.c_str());
+        for (const auto& ae : m_options.ae_titles) {
+            if (ae == called) {
+                return OFTrue;
+            }
+        }
+        reject("called AE title '" + called + "' is not served here");
+        return OFFalse;
+    }
+
+    OFBool checkCallingAETitleAccepted(const OFString& calling_ae) override {
+        if (m_options.allowed_callers.empty()) {
+            return OFTrue;
+        }
+        const std::string calling = trim(calling_ae.c_str());
+        bool ae_known = false;
+        for (const auto& allowed : m_options.allowed_callers) {
+            if (allowed.ae_title == calling) {
+                ae_known = true;
+                if (allowed.host.empty() || allowed.host == m_info.peer_address) {
+                    return OFTrue;
+                }
+            }
+        }
+        reject(ae_known ? "calling AE title '" + calling + "' is not allowed from " +
+                              m_info.peer_address
+                        : "calling AE title '" + calling + "' is not in the allow-list");
+        return OFFalse;
+    }
+
+    void notifyAssociationRequest(const T_ASC_Parameters& params,
+                                  DcmSCPActionType& /*desiredAction*/) override {
+        m_params = &params;
+    }
+
+    void notifyAssociationAcknowledge() override {
+        m_accepted = true;
+        m_info.id = m_handler.association_accepted(m_info);
+        log_refused_contexts();
+    }
+
+    void notifyReleaseRequest() override { m_outcome = "released"; }
+    void notifyAbortRequest() override { m_outcome = "aborted by peer"; }
+
+    void notifyDIMSEError(const OFCondition& cond) override {
+        m_outcome = std::string("failed: ") + cond.text();
+    }
+
+    void notifyAssociationTermination() override {
+        if (m_accepted) {
+            m_handler.association_ended(m_info, m_stored, m_refused, m_outcome);
+        }
+    }
+
+    OFCondition handleIncomingCommand(T_DIMSE_Message* msg,
+                                      const DcmPresentationContextInfo& pres) override {
+        if (msg->CommandField == DIMSE_C_STORE_RQ) {
+            return handle_store(msg->msg.CStoreRQ, pres);
+        }
+        return DcmThreadSCP::handleIncomingCommand(msg, pres);
+    }
+
+private:
+    void reject(const std::string& reason) {
+        spdlog::warn("association from {} ({} -> {}) rejected: {}", m_info.peer_address,
+                     m_info.calling_ae, m_info.called_ae, reason);
+        m_handler.association_rejected(m_info, reason);
+    }
+
+    void log_refused_contexts() {
+        if (m_params == nullptr) {
+            return;
+        }
+        // DCMTK's accessors take a non-const pointer but only read.
+        auto* params = const_cast<T_ASC_Parameters*>(m_params);
+        const int n = ASC_countPresentationContexts(params);
+        for (int i = 0; i < n; ++i) {
+            T_ASC_PresentationContext pc;
+            if (ASC_getPresentationContext(params, i, &pc).bad() ||
+                pc.resultReason == ASC_P_ACCEPTANCE) {
+                continue;
+            }
+            std::string offered;
+            std::string why;
+            for (int t = 0; t < pc.transferSyntaxCount; ++t) {
+                const std::string ts = pc.proposedTransferSyntaxes[t];
+                const std::string name = uid_name(ts);
+                offered += (t > 0 ? ", " : "") + (name.empty() ? ts : name);
+                for (const auto& [info, reason] : refused_transfer_syntaxes()) {
+                    if (ts == info.uid) {
+                        why = "; " + std::string(info.name) + ": " + reason;
+                    }
+                }
+            }
+            const std::string as_name = uid_name(pc.abstractSyntax);
+            spdlog::warn("association {} from {}: presentation context {} refused ({}): {} [{}]{}",
+                         m_info.id, m_info.calling_ae, static_cast<int>(pc.presentationContextID),
+                         pc.resultReason == ASC_P_ABSTRACTSYNTAXNOTSUPPORTED
+                             ? "SOP class not supported"
+                             : "no acceptable transfer syntax",
+                         as_name.empty() ? std::string(pc.abstractSyntax) : as_name, offered, why);
+        }
+    }
+
+    OFCondition respond(T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ& req,
+                        const StoreStatus& result) {
+        DcmDataset detail;
+        DcmDataset* detail_ptr = nullptr;
+        if (!result.success() && !result.comment.empty()) {
+            // Error Comment is LO: at most 64 characters on the wire; the log has it all.
+            if (detail.putAndInsertString(DCM_ErrorComment, result.comment.substr(0, 64).c_str())
+                    .good()) {
+                detail_ptr = &detail;
+            }
+        }
+        return sendSTOREResponse(pres_id, req.MessageID, req.AffectedSOPClassUID,
+                                 req.AffectedSOPInstanceUID, result.status, detail_ptr);
+    }
+
+    /// Reads and discards a data set we will not keep, then sends the refusal.
+    OFCondition refuse_in_memory(T_DIMSE_C_StoreRQ& req, T_ASC_PresentationContextID pres_id,
+                                 const StoreStatus& result) {
+        DcmDataset* ds = nullptr;
+        const OFCondition cond = receiveSTORERequest(req, pres_id, ds);
+        delete ds;
+        if (cond.bad()) {
+            return cond;
+        }
+        ++m_refused;
+        m_handler.refused(m_info, req.AffectedSOPInstanceUID, result.status, result.comment, {});
+        return respond(pres_id, req, result);
+    }
+
+    OFCondition handle_store(T_DIMSE_C_StoreRQ& req, const DcmPresentationContextInfo& pres) {
+        const T_ASC_PresentationContextID pres_id = pres.presentationContextID;
+        const std::string sop_class = req.AffectedSOPClassUID;
+        if (!is_supported_storage_sop_class(sop_class) || sop_class != pres.abstractSyntax.c_str()) {
+            const std::string name = uid_name(sop_class);
+            return refuse_in_memory(
+                req, pres_id,
+                {status::sop_class_not_supported,
+                 "SOP class " + sop_class + (name.empty() ? "" : " (" + name + ")") +
+                     (sop_class != pres.abstractSyntax.c_str()
+                          ? " does not match the presentation context"
+                          : " is not supported")});
+        }
+        if (StoreStatus gate = m_handler.admission(); !gate.success()) {
+            return refuse_in_memory(req, pres_id, gate);
+        }
+        const std::filesystem::path temp = m_handler.new_temp_file();
+        const OFCondition cond = receiveSTORERequest(req, pres_id, temp.c_str());
+        if (cond.bad()) {
+            std::error_code ec;
+            std::filesystem::remove(temp, ec);
+            m_outcome = std::string("failed while receiving a data set: ") + cond.text();
+            return cond;
+        }
+        StoreStatus result;
+        auto parsed = read_received(temp);
+        if (!parsed) {
+            result = {status::cannot_understand, parsed.error().message};
+        } else if (parsed->sop_instance_uid != req.AffectedSOPInstanceUID) {
+            result = {status::dataset_does_not_match,
+                      "SOP Instance UID in data set (" + parsed->sop_instance_uid +
+                          ") differs from the C-STORE request (" + req.AffectedSOPInstanceUID +
+                          ")"};
+        } else if (parsed->sop_class_uid != sop_class) {
+            result = {status::dataset_does_not_match,
+                      "SOP Class UID in data set (" + parsed->sop_class_uid +
+                          ") differs from the C-STORE request (" + sop_class + ")"};
+        }
+        if (!result.success()) {
+            ++m_refused;
+            m_handler.refused(m_info, req.AffectedSOPInstanceUID, result.status, result.comment,
+                              temp);
+            return respond(pres_id, req, result);
+        }
+        result = m_handler.store(m_info, *parsed);
+        if (result.success()) {
+            ++m_stored;
+        } else {
+            ++m_refused;
+        }
+        return respond(pres_id, req, result);
+    }
+
+    const ScpOptions& m_options;
+    ReceiveHandler& m_handler;
+    AssociationInfo m_info;
+    const T_ASC_Parameters* m_params = nullptr;
+    bool m_accepted = false;
+    std::string m_outcome = "released";
+    std::int64_t m_stored = 0;
+    std::int64_t m_refused = 0;
+};
+
+} // namespace
+
+struct StoreScpServer::Network {
+    T_ASC_Network* net = nullptr;
+    DcmSharedSCPConfig shared;
+};
+
+ScpOptions scp_options_from(const Config& config) {
+    ScpOptions o;
+    o.ae_titles = {config.node.ae_title};
+    o.bind_address = config.dicom.bind_address;
+    o.port = config.dicom.port;
+    o.max_associations = config.dicom.max_associations;
+    o.max_pdu_bytes = config.dicom.max_pdu_bytes;
+    o.acse_timeout_s = config.dicom.acse_timeout_s;
+    o.dimse_timeout_s = config.dicom.dimse_timeout_s;
+    o.allowed_callers = config.dicom.allowed_callers;
+    return o;
+}
+
+StoreScpServer::StoreScpServer(ScpOptions options, ReceiveHandler& handler)
+    : m_options(std::move(options)), m_handler(handler), m_network(std::make_unique<Network>()) {}
+
+StoreScpServer::~StoreScpServer() {
+    if (m_network && m_network->net != nullptr) {
+        ASC_dropNetwork(&m_network->net);
+    }
+}
+
+Status StoreScpServer::open() {
+    if (m_options.ae_titles.empty()) {
+        return Error{"no AE title configured"};
+    }
+    DcmSCPConfig& cfg = *m_network->shared;
+    cfg.setAETitle(m_options.ae_titles.front().c_str());
+    cfg.setRespondWithCalledAETitle(OFTrue); // answer with whichever of our titles was called
+    cfg.setMaxReceivePDULength(m_options.max_pdu_bytes);
+    cfg.setACSETimeout(m_options.acse_timeout_s);
+    cfg.setDIMSETimeout(m_options.dimse_timeout_s);
+    cfg.setConnectionBlockingMode(DUL_NOBLOCK);
+    cfg.setHostLookupEnabled(OFFalse);
+
+    OFList<OFString> basic_ts;
+    basic_ts.push_back(UID_LittleEndianExplicitTransferSyntax);
+    basic_ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+    if (auto c = cfg.addPresentationContext(k_verification, basic_ts); c.bad()) {
+        return Error{std::string("cannot add Verification presentation context: ") + c.text()};
+    }
+    OFList<OFString> storage_ts;
+    for (const auto& ts : accepted_transfer_syntaxes()) {
+        storage_ts.push_back(ts.uid);
+    }
+    for (const auto& sop : supported_storage_sop_classes()) {
+        if (auto c = cfg.addPresentationContext(sop.uid, storage_ts); c.bad()) {
+            return Error{std::string("cannot add presentation context for ") + sop.name + ": " +
+                         c.text()};
+        }
+    }
+    for (const auto& [info, reason] : refused_transfer_syntaxes()) {
+        spdlog::info("transfer syntax {} is not accepted: {}", info.name, reason);
+    }
+
+    // DCMTK 3.6.7 always listens on all interfaces. Let it open a listener on an ephemeral
+    // port, then put our own socket, bound to the configured address, in its place.
+    if (auto c = ASC_initializeNetwork(NET_ACCEPTOR, 0, static_cast<int>(m_options.acse_timeout_s),
+                                       &m_network->net);
+        c.bad()) {
+        return Error{std::string("cannot initialise the DICOM network: ") + c.text()};
+    }
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return Error{std::string("socket(): ") + std::strerror(errno)};
+    }
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(m_options.port);
+    if (inet_pton(AF_INET, m_options.bind_address.c_str(), &addr.sin_addr) != 1) {
+        close(fd);
+        return Error{"bind address '" + m_options.bind_address + "' is not an IPv4 address"};
+    }
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+        const int err = errno;
+        close(fd);
+        return Error{"cannot listen on " + m_options.bind_address + ":" +
+                     std::to_string(m_options.port) + ": " + std::strerror(err) +
+                     (err == EADDRINUSE ? " (is another DICOM service using the port?)" : "")};
+    }
+    if (listen(fd, 64) != 0) {
+        const int err = errno;
+        close(fd);
+        return Error{std::string("listen(): ") + std::strerror(err)};
+    }
+    const int dcmtk_fd = DUL_networkSocket(m_network->net->network);
+    if (dcmtk_fd < 0 || dup2(fd, dcmtk_fd) < 0) {
+        const int err = errno;
+        close(fd);
+        return Error{std::string("cannot hand the listening socket to DCMTK: ") +
+                     std::strerror(err)};
+    }
+    close(fd);
+    return ok_status();
+}
+
+void StoreScpServer::run() {
+    while (!m_stop.load()) {
+        T_ASC_Association* assoc = nullptr;
+        const OFCondition cond =
+            ASC_receiveAssociation(m_network->net, &assoc, static_cast<long>(m_options.max_pdu_bytes),
+                                   nullptr, nullptr, OFFalse, DUL_NOBLOCK, 1);
+        if (cond.bad()) {
+            if (cond != DUL_NOASSOCIATIONREQUEST) {
+                spdlog::warn("incoming association failed before negotiation: {}", cond.text());
+            }
+            if (assoc != nullptr) {
+                ASC_dropAssociation(assoc);
+                ASC_destroyAssociation(&assoc);
+            }
+            continue;
+        }
+        const int sock = association_socket(assoc);
+        AssociationInfo info;
+        info.calling_ae = trim(assoc->params->DULparams.callingAPTitle);
+        info.called_ae = trim(assoc->params->DULparams.calledAPTitle);
+        info.peer_address = sock >= 0 ? socket_peer_address(sock) : "unknown";
+        if (sock >= 0) {
+            const int one = 1;
+            setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        bool over_limit = false;
+        {
+            std::lock_guard lock(m_mutex);
+            over_limit = m_active >= m_options.max_associations;
+            if (!over_limit) {
+                ++m_active;
+            }
+        }
+        if (over_limit || m_stop.load()) {
+            const std::string reason =
+                over_limit ? "too many concurrent associations (dicom.max_associations = " +
+                                 std::to_string(m_options.max_associations) + ")"
+                           : std::string("node is shutting down");
+            spdlog::warn("association from {} ({} -> {}) rejected: {}", info.peer_address,
+                         info.calling_ae, info.called_ae, reason);
+            T_ASC_RejectParameters rej = {ASC_RESULT_REJECTEDTRANSIENT,
+                                          ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                          ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+            if (OFCondition c = ASC_rejectAssociation(assoc, &rej); c.bad()) {
+                spdlog::debug("sending A-ASSOCIATE-RJ failed: {}", c.text());
+            }
+            m_handler.association_rejected(info, reason);
+            if (!over_limit) {
+                worker_finished();
+            }
+            ASC_dropAssociation(assoc);
+            ASC_destroyAssociation(&assoc);
+            continue;
+        }
+        try {
+            std::thread([this, assoc, info]() mutable {
+                {
+                    StoreWorker worker(m_options, m_handler, info);
+                    if (OFCondition c = worker.setSharedConfig(m_network->shared); c.bad()) {
+                        spdlog::error("association from {}: SCP configuration refused: {}",
+                                      info.peer_address, c.text());
+                    }
+                    if (OFCondition c = worker.run(assoc); c.bad()) {
+                        spdlog::warn("association from {} ({}) ended with an error: {}",
+                                     info.peer_address, info.calling_ae, c.text());
+                    }
+                }
+                worker_finished();
+            }).detach();
+        } catch (const std::system_error& e) {
+            spdlog::error("cannot start a thread for the association from {}: {}",
+                          info.peer_address, e.what());
+            ASC_abortAssociation(assoc);
+            ASC_dropAssociation(assoc);
+            ASC_destroyAssociation(&assoc);
+            worker_finished();
+        }
+    }
+    // Stop accepting: close the listening socket now, in-flight associations carry on.
+    ASC_dropNetwork(&m_network->net);
+    m_network->net = nullptr;
+}
+
+void StoreScpServer::request_stop() { m_stop.store(true); }
+
+void StoreScpServer::worker_finished() {
+    std::lock_guard lock(m_mutex);
+    --m_active;
+    m_cv.notify_all();
+}
+
+bool StoreScpServer::wait_for_associations(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(m_mutex);
+    return m_cv.wait_for(lock, timeout, [this] { return m_active == 0; });
+}
+
+std::size_t StoreScpServer::active_associations() const {
+    std::lock_guard lock(m_mutex);
+    return m_active;
+}
+
+} // namespace segnode::dicom

@@ -1,0 +1,273 @@
+#include "segnode/pipeline/receiver.hpp"
+
+#include <fstream>
+#include <spdlog/spdlog.h>
+
+#include "segnode/core/clock.hpp"
+#include "segnode/core/uid.hpp"
+#include "segnode/store/receive_index.hpp"
+
+namespace segnode::pipeline {
+namespace fs = std::filesystem;
+using dicom::StoreStatus;
+namespace status = dicom::status;
+
+ConnectionPool::Lease ConnectionPool::acquire() {
+    {
+        std::lock_guard lock(m_mutex);
+        if (!m_idle.empty()) {
+            auto db = std::move(m_idle.back());
+            m_idle.pop_back();
+            return {*this, std::move(db)};
+        }
+    }
+    auto opened = store::Database::open(m_path, store::Database::Mode::ReadWrite);
+    if (!opened) {
+        throw store::DatabaseError(opened.error().message, 14 /* SQLITE_CANTOPEN */);
+    }
+    return {*this, std::make_unique<store::Database>(std::move(opened).value())};
+}
+
+void ConnectionPool::release(std::unique_ptr<store::Database> db) {
+    if (!db) {
+        return;
+    }
+    std::lock_guard lock(m_mutex);
+    m_idle.push_back(std::move(db));
+}
+
+Receiver::Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool)
+    : m_config(config), m_workdir(workdir), m_pool(pool) {}
+
+std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) {
+    try {
+        auto db = m_pool.acquire();
+        store::ReceiveIndex index(*db);
+        const auto id = index.begin_association(info.calling_ae, info.called_ae,
+                                                info.peer_address, now_ms(), "accepted");
+        spdlog::info("association {} accepted: {} -> {} from {}", id, info.calling_ae,
+                     info.called_ae, info.peer_address);
+        return id;
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("association from {} ({}): cannot record it: {}", info.peer_address,
+                      info.calling_ae, e.what());
+        return 0;
+    }
+}
+
+void Receiver::association_rejected(const dicom::AssociationInfo& info,
+                                    const std::string& reason) {
+    try {
+        auto db = m_pool.acquire();
+        store::ReceiveIndex index(*db);
+        const auto at = now_ms();
+        const auto id = index.begin_association(info.calling_ae, info.called_ae,
+                                                info.peer_address, at, "rejected", reason);
+        index.end_association(id, at, 0, 0, "rejected");
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("cannot record rejected association from {}: {}", info.peer_address,
+                      e.what());
+    }
+}
+
+void Receiver::association_ended(const dicom::AssociationInfo& info, std::int64_t stored,
+                                 std::int64_t refused, const std::string& outcome) {
+    spdlog::info("association {} ended ({}): {} stored, {} refused", info.id, outcome, stored,
+                 refused);
+    if (info.id == 0) {
+        return;
+    }
+    try {
+        auto db = m_pool.acquire();
+        store::ReceiveIndex(*db).end_association(info.id, now_ms(), stored, refused, outcome);
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("association {}: cannot record its end: {}", info.id, e.what());
+    }
+    if (outcome == "released" && m_on_release) {
+        m_on_release(info.id);
+    }
+}
+
+fs::path Receiver::new_temp_file() { return m_workdir.new_temp_path(".dcm"); }
+
+std::mutex& Receiver::lock_for(const std::string& sop_uid) {
+    return m_sop_locks[std::hash<std::string>{}(sop_uid) % m_sop_locks.size()];
+}
+
+StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
+                            const dicom::ReceivedInstance& in) {
+    // Validate every UID that becomes part of a path before touching the store.
+    const std::pair<const char*, const std::string*> uids[] = {
+        {"Study Instance UID", &in.study_uid},
+        {"Series Instance UID", &in.series_uid},
+        {"SOP Instance UID", &in.sop_instance_uid}};
+    for (const auto& [what, uid] : uids) {
+        if (auto problem = uid_problem(*uid)) {
+            const std::string reason =
+                std::string(what) + " '" + *uid + "' is invalid: " + *problem;
+            refused(assoc, in.sop_instance_uid, status::cannot_understand, reason, in.temp_file);
+            return {status::cannot_understand, reason};
+        }
+    }
+    std::lock_guard lock(lock_for(in.sop_instance_uid));
+    try {
+        return store_locked(assoc, in);
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("C-STORE {} from {}: database error: {}", in.sop_instance_uid,
+                      assoc.calling_ae, e.what());
+        std::error_code ec;
+        fs::remove(in.temp_file, ec);
+        return {status::out_of_resources, "segnode could not index the instance; retry later"};
+    }
+}
+
+StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
+                                   const dicom::ReceivedInstance& in) {
+    const bool durable = m_config.storage.fsync;
+    auto rel = m_workdir.instance_relpath(in.study_uid, in.series_uid, in.sop_instance_uid);
+    if (!rel) {
+        // Unreachable after the checks in store(), kept as a guard for path safety.
+        refused(assoc, in.sop_instance_uid, status::cannot_understand, rel.error().message,
+                in.temp_file);
+        return {status::cannot_understand, rel.error().message};
+    }
+    auto db = m_pool.acquire();
+    store::ReceiveIndex index(*db);
+    const std::int64_t at = now_ms();
+
+    store::NewInstance row;
+    row.series = {in.series_uid,       in.study_uid,         in.patient_id,
+                  in.patient_name,     in.study_date,        in.accession_number,
+                  in.modality,         in.series_number,     in.series_description,
+                  in.body_part,        in.frame_of_reference};
+    row.sop_instance_uid = in.sop_instance_uid;
+    row.sop_class_uid = in.sop_class_uid;
+    row.instance_number = in.instance_number;
+    row.transfer_syntax = in.transfer_syntax;
+    row.relpath = rel->string();
+    row.size_bytes = static_cast<std::int64_t>(in.file_size);
+    row.received_at = at;
+    row.association_id = assoc.id;
+    row.calling_ae = assoc.calling_ae;
+    row.called_ae = assoc.called_ae;
+    row.peer_address = assoc.peer_address;
+
+    if (auto existing = index.find_instance(in.sop_instance_uid)) {
+        const fs::path existing_abs = m_workdir.root() / existing->relpath;
+        std::string err;
+        const auto offset = dicom::file_dataset_offset(existing_abs, err);
+        bool same = false;
+        if (err.empty()) {
+            auto cmp = store::same_tail(existing_abs, offset, in.temp_file, in.dataset_offset);
+            same = cmp.ok() && cmp.value();
+        }
+        if (same) {
+            std::error_code ec;
+            fs::remove(in.temp_file, ec);
+            index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate", status::success,
+                               "identical copy of a stored instance; not stored twice");
+            spdlog::info("C-STORE {} from {}: duplicate of the stored copy, ignored",
+                         in.sop_instance_uid, assoc.calling_ae);
+            return {};
+        }
+        if (m_config.storage.duplicate_policy == DuplicatePolicy::Replace) {
+            if (auto st = store::durable_rename(in.temp_file, m_workdir.root() / *rel, durable);
+                !st) {
+                spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
+                std::error_code ec;
+                fs::remove(in.temp_file, ec);
+                return {status::out_of_resources, "cannot write the instance: " +
+                                                      st.error().message};
+            }
+            store::Transaction tx(*db);
+            index.replace_instance(row);
+            index.record_event(assoc.id, at, in.sop_instance_uid, "replaced", status::success,
+                               "different content for a stored SOP Instance UID; replaced "
+                               "(storage.duplicate_policy = replace)");
+            tx.commit();
+            spdlog::warn("C-STORE {} from {}: different content for a stored instance, replaced",
+                         in.sop_instance_uid, assoc.calling_ae);
+            return {};
+        }
+        // keep_first: the stored copy stays; the new one is kept in quarantine for review.
+        const std::string reason = "duplicate SOP Instance UID with different content; the "
+                                   "first copy is kept (storage.duplicate_policy = keep_first)";
+        quarantine(assoc, in.sop_instance_uid, in.temp_file, reason);
+        index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate_conflict",
+                           status::success, reason);
+        spdlog::warn("C-STORE {} from {}: {}", in.sop_instance_uid, assoc.calling_ae, reason);
+        return {};
+    }
+
+    if (auto st = store::durable_rename(in.temp_file, m_workdir.root() / *rel, durable); !st) {
+        spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
+        std::error_code ec;
+        fs::remove(in.temp_file, ec);
+        return {status::out_of_resources, "cannot write the instance: " + st.error().message};
+    }
+    const auto outcome =
+        index.record_instance(row, m_config.series.late_instance_policy ==
+                                       LateInstancePolicy::Reopen);
+    if (outcome.series_created) {
+        spdlog::info("series {} ({} {}, patient {}) receiving from {}", in.series_uid,
+                     in.modality, in.series_description, in.patient_id, assoc.calling_ae);
+    }
+    if (outcome.late) {
+        const std::string detail =
+            outcome.reopened ? "instance arrived after the series was complete; series reopened "
+                               "(series.late_instance_policy = reopen)"
+                             : "instance arrived after the series was complete; recorded "
+                               "(series.late_instance_policy = record)";
+        index.record_event(assoc.id, at, in.sop_instance_uid, "late", status::success, detail);
+        spdlog::warn("series {}: {}", in.series_uid, detail);
+    }
+    spdlog::debug("stored {} ({} bytes)", row.relpath, row.size_bytes);
+    return {};
+}
+
+void Receiver::refused(const dicom::AssociationInfo& assoc, const std::string& sop_instance_uid,
+                       std::uint16_t dimse_status, const std::string& reason,
+                       const fs::path& temp_file) {
+    spdlog::warn("C-STORE {} from {} ({}) refused with status 0x{:04X}: {}",
+                 sop_instance_uid.empty() ? "?" : sop_instance_uid, assoc.calling_ae,
+                 assoc.peer_address, dimse_status, reason);
+    if (!temp_file.empty()) {
+        quarantine(assoc, sop_instance_uid, temp_file, reason);
+    }
+    try {
+        auto db = m_pool.acquire();
+        store::ReceiveIndex(*db).record_event(assoc.id, now_ms(), sop_instance_uid, "refused",
+                                              dimse_status, reason);
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("cannot record refused C-STORE: {}", e.what());
+    }
+}
+
+void Receiver::quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
+                          const fs::path& file, const std::string& reason) {
+    // The name never uses the (possibly malformed) UID: time + a unique temp-file stem.
+    const fs::path name = file.stem().string() + ".dcm";
+    const fs::path dest = m_workdir.quarantine_dir() / name;
+    if (auto st = store::durable_rename(file, dest, m_config.storage.fsync); !st) {
+        spdlog::error("cannot quarantine {}: {}", file.string(), st.error().message);
+        std::error_code ec;
+        fs::remove(file, ec);
+        return;
+    }
+    {
+        std::ofstream out(m_workdir.quarantine_dir() / (file.stem().string() + ".reason.txt"));
+        out << "reason: " << reason << "\nsop_instance_uid: " << sop_uid
+            << "\ncalling_ae: " << assoc.calling_ae << "\npeer_address: " << assoc.peer_address
+            << "\nreceived_at: " << format_utc_ms(now_ms()) << "\n";
+    }
+    try {
+        auto db = m_pool.acquire();
+        store::ReceiveIndex(*db).add_quarantine(now_ms(), (fs::path("quarantine") / name).string(),
+                                                reason, assoc.calling_ae, assoc.peer_address,
+                                                sop_uid);
+    } catch (const store::DatabaseError& e) {
+        spdlog::error("cannot index quarantined file {}: {}", dest.string(), e.what());
+    }
+}
+
+} // namespace segnode::pipeline

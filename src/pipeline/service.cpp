@@ -1,0 +1,108 @@
+#include "segnode/pipeline/service.hpp"
+
+#include <csignal>
+#include <pthread.h>
+
+#include <chrono>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "segnode/core/systemd_notify.hpp"
+#include "segnode/core/version.hpp"
+#include "segnode/dicom/environment.hpp"
+#include "segnode/dicom/store_scp.hpp"
+#include "segnode/pipeline/completion.hpp"
+#include "segnode/pipeline/receiver.hpp"
+#include "segnode/store/migrations.hpp"
+#include "segnode/store/workdir.hpp"
+
+namespace segnode::pipeline {
+
+int run_service(const Config& config) {
+    // Signals are taken by one thread with sigwait(); block them before any thread starts.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    spdlog::info("segnode {} starting (config: {})", version_string(), config.source);
+    if (auto st = dicom::init_dicom_environment(); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 1;
+    }
+    const store::Workdir workdir(config.node.workdir);
+    if (auto st = workdir.ensure(); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 1;
+    }
+    if (const auto removed = workdir.clean_tmp(); removed > 0) {
+        spdlog::info("removed {} unacknowledged partial file(s) from {}", removed,
+                     workdir.tmp_dir().string());
+    }
+    {
+        auto db = store::Database::open(workdir.db_path(), store::Database::Mode::ReadWriteCreate);
+        if (!db) {
+            spdlog::critical("{}", db.error().message);
+            return 1;
+        }
+        auto applied = store::migrate(*db);
+        if (!applied) {
+            spdlog::critical("{}", applied.error().message);
+            return 1;
+        }
+        if (*applied > 0) {
+            spdlog::info("database {}: applied {} migration(s), schema version {}",
+                         workdir.db_path().string(), *applied, store::schema_version(*db));
+        }
+    }
+
+    ConnectionPool pool(workdir.db_path());
+    Receiver receiver(config, workdir, pool);
+    CompletionMonitor completion(config.series, pool);
+    receiver.set_release_listener(
+        [&completion](std::int64_t assoc_id) { completion.association_released(assoc_id); });
+
+    dicom::StoreScpServer server(dicom::scp_options_from(config), receiver);
+    if (auto st = server.open(); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 1;
+    }
+    completion.start();
+
+    std::thread signal_thread([&server, signals] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        server.request_stop();
+    });
+
+    spdlog::info("listening as {} on {}:{} (working directory {}, quiet period {} s)",
+                 config.node.ae_title, config.dicom.bind_address, config.dicom.port,
+                 workdir.root().string(), config.series.quiet_period_s);
+    systemd_notify("READY=1\nSTATUS=accepting associations");
+    server.run();
+    systemd_notify("STOPPING=1");
+    signal_thread.join();
+
+    const auto grace = std::chrono::seconds(config.node.shutdown_grace_s);
+    if (server.active_associations() > 0) {
+        spdlog::info("waiting up to {} s for {} association(s) in progress", grace.count(),
+                     server.active_associations());
+    }
+    const bool drained = server.wait_for_associations(grace);
+    completion.stop();
+    if (!drained) {
+        // Unfinished associations have had no success response for what they are sending,
+        // so nothing acknowledged is lost; their threads cannot be joined, so exit directly.
+        spdlog::warn("{} association(s) still open after {} s; closing them",
+                     server.active_associations(), grace.count());
+        spdlog::shutdown();
+        std::_Exit(0);
+    }
+    spdlog::info("segnode stopped");
+    return 0;
+}
+
+} // namespace segnode::pipeline
