@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures (once) and builds segnode into ./build. Extra arguments go to the configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f build/CMakeCache.txt ] || [ $# -gt 0 ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+fi
+cmake --build build

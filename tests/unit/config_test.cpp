@@ -1,0 +1,195 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "segnode/core/config.hpp"
+
+using namespace segnode;
+
+namespace {
+
+Result<Config> parse(const std::string& text) { return parse_config(text, "test.toml"); }
+
+std::string error_of(const std::string& text) {
+    auto r = parse(text);
+    EXPECT_FALSE(r.ok()) << "expected an error for:\n" << text;
+    return r.ok() ? std::string() : r.error().message;
+}
+
+} // namespace
+
+TEST(Config, EmptyFileGivesDefaults) {
+    auto r = parse("");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->node.ae_title, "SEGNODE");
+    EXPECT_EQ(r->dicom.port, 11112);
+    EXPECT_EQ(r->node.workdir, "./var");
+    EXPECT_TRUE(r->storage.fsync);
+    EXPECT_EQ(r->series.quiet_period_s, 30U);
+    EXPECT_TRUE(r->dicom.allowed_callers.empty());
+}
+
+TEST(Config, ShippedSampleIsValidAndMatchesDefaults) {
+    auto r = load_config(std::string(SEGNODE_SOURCE_DIR) + "/config/segnode.toml");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const Config defaults;
+    EXPECT_EQ(r->node.ae_title, defaults.node.ae_title);
+    EXPECT_EQ(r->node.workdir, defaults.node.workdir);
+    EXPECT_EQ(r->node.shutdown_grace_s, defaults.node.shutdown_grace_s);
+    EXPECT_EQ(r->log.level, defaults.log.level);
+    EXPECT_EQ(r->dicom.bind_address, defaults.dicom.bind_address);
+    EXPECT_EQ(r->dicom.port, defaults.dicom.port);
+    EXPECT_EQ(r->dicom.max_associations, defaults.dicom.max_associations);
+    EXPECT_EQ(r->dicom.max_pdu_bytes, defaults.dicom.max_pdu_bytes);
+    EXPECT_EQ(r->dicom.acse_timeout_s, defaults.dicom.acse_timeout_s);
+    EXPECT_EQ(r->dicom.dimse_timeout_s, defaults.dicom.dimse_timeout_s);
+    EXPECT_EQ(r->storage.fsync, defaults.storage.fsync);
+    EXPECT_EQ(r->storage.duplicate_policy, defaults.storage.duplicate_policy);
+    EXPECT_EQ(r->series.quiet_period_s, defaults.series.quiet_period_s);
+    EXPECT_EQ(r->series.complete_on_association_release,
+              defaults.series.complete_on_association_release);
+    EXPECT_EQ(r->series.late_instance_policy, defaults.series.late_instance_policy);
+}
+
+TEST(Config, ReadsEveryKey) {
+    auto r = parse(R"(
+[node]
+ae_title = "NODE2"
+workdir = "/srv/segnode"
+shutdown_grace_s = 5
+[log]
+level = "debug"
+file = "/tmp/x.log"
+[dicom]
+bind_address = "127.0.0.1"
+port = 4242
+max_associations = 3
+max_pdu_bytes = 16384
+acse_timeout_s = 7
+dimse_timeout_s = 9
+[[dicom.allowed_callers]]
+ae_title = "PACS"
+host = "10.0.0.1"
+[[dicom.allowed_callers]]
+ae_title = "CT1"
+[storage]
+fsync = false
+duplicate_policy = "replace"
+[series]
+quiet_period_s = 2
+complete_on_association_release = true
+late_instance_policy = "record"
+)");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->node.ae_title, "NODE2");
+    EXPECT_EQ(r->node.workdir, "/srv/segnode");
+    EXPECT_EQ(r->node.shutdown_grace_s, 5U);
+    EXPECT_EQ(r->log.level, "debug");
+    EXPECT_EQ(r->log.file, "/tmp/x.log");
+    EXPECT_EQ(r->dicom.bind_address, "127.0.0.1");
+    EXPECT_EQ(r->dicom.port, 4242);
+    EXPECT_EQ(r->dicom.max_associations, 3U);
+    EXPECT_EQ(r->dicom.max_pdu_bytes, 16384U);
+    EXPECT_EQ(r->dicom.acse_timeout_s, 7U);
+    EXPECT_EQ(r->dicom.dimse_timeout_s, 9U);
+    ASSERT_EQ(r->dicom.allowed_callers.size(), 2U);
+    EXPECT_EQ(r->dicom.allowed_callers[0].ae_title, "PACS");
+    EXPECT_EQ(r->dicom.allowed_callers[0].host, "10.0.0.1");
+    EXPECT_EQ(r->dicom.allowed_callers[1].host, "");
+    EXPECT_FALSE(r->storage.fsync);
+    EXPECT_EQ(r->storage.duplicate_policy, DuplicatePolicy::Replace);
+    EXPECT_EQ(r->series.quiet_period_s, 2U);
+    EXPECT_TRUE(r->series.complete_on_association_release);
+    EXPECT_EQ(r->series.late_instance_policy, LateInstancePolicy::Record);
+}
+
+TEST(Config, UnknownKeyNamesFileLineAndSuggestion) {
+    const auto msg = error_of("[dicom]\nport = 1\nmax_asociations = 4\n");
+    EXPECT_NE(msg.find("test.toml:3:1:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unknown key 'dicom.max_asociations'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("did you mean 'dicom.max_associations'"), std::string::npos) << msg;
+}
+
+TEST(Config, UnknownSectionIsAnError) {
+    const auto msg = error_of("\n[dicomm]\nport = 1\n");
+    EXPECT_NE(msg.find("test.toml:2:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unknown section 'dicomm'"), std::string::npos) << msg;
+}
+
+TEST(Config, WrongTypeNamesKeyAndLine) {
+    const auto msg = error_of("[dicom]\n\nport = \"11112\"\n");
+    EXPECT_NE(msg.find("test.toml:3:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("dicom.port: expected an integer"), std::string::npos) << msg;
+}
+
+TEST(Config, RangesAreChecked) {
+    EXPECT_NE(error_of("[dicom]\nport = 0\n").find("out of range [1, 65535]"), std::string::npos);
+    EXPECT_NE(error_of("[dicom]\nport = 70000\n").find("out of range"), std::string::npos);
+    EXPECT_NE(error_of("[dicom]\nmax_pdu_bytes = 1000\n").find("out of range"), std::string::npos);
+    EXPECT_NE(error_of("[series]\nquiet_period_s = 0\n").find("out of range"), std::string::npos);
+}
+
+TEST(Config, EnumsAndAddressesAreValidated) {
+    EXPECT_NE(error_of("[storage]\nduplicate_policy = \"newest\"\n").find("keep_first, replace"),
+              std::string::npos);
+    EXPECT_NE(error_of("[series]\nlate_instance_policy = \"x\"\n").find("reopen, record"),
+              std::string::npos);
+    EXPECT_NE(error_of("[log]\nlevel = \"loud\"\n").find("not a log level"), std::string::npos);
+    EXPECT_NE(error_of("[dicom]\nbind_address = \"localhost\"\n").find("not an IPv4 address"),
+              std::string::npos);
+}
+
+TEST(Config, AeTitlesAreValidated) {
+    EXPECT_NE(error_of("[node]\nae_title = \"THIS_TITLE_IS_TOO_LONG\"\n").find("longer than 16"),
+              std::string::npos);
+    EXPECT_NE(error_of("[node]\nae_title = \"A\\\\B\"\n").find("backslash"), std::string::npos);
+    EXPECT_NE(error_of("[node]\nae_title = \"   \"\n").find("all spaces"), std::string::npos);
+    EXPECT_NE(error_of("[node]\nae_title = \"\"\n").find("empty"), std::string::npos);
+}
+
+TEST(Config, AllowedCallersErrorsPointIntoTheArray) {
+    const auto msg = error_of("[[dicom.allowed_callers]]\nae_title = \"A\"\nhots = \"1.2.3.4\"\n");
+    EXPECT_NE(msg.find("test.toml:3:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("dicom.allowed_callers.hots: unknown key"), std::string::npos) << msg;
+    const auto no_ae = error_of("[[dicom.allowed_callers]]\nhost = \"1.2.3.4\"\n");
+    EXPECT_NE(no_ae.find("no ae_title"), std::string::npos) << no_ae;
+    const auto bad_host = error_of("[[dicom.allowed_callers]]\nae_title = \"A\"\nhost = \"pacs\"\n");
+    EXPECT_NE(bad_host.find("not an IP address"), std::string::npos) << bad_host;
+}
+
+TEST(Config, SyntaxErrorsCarryPosition) {
+    const auto msg = error_of("[node]\nae_title = \"SEG\n");
+    EXPECT_EQ(msg.rfind("test.toml:2:", 0), 0U) << msg;
+}
+
+TEST(Config, LoadConfigReportsMissingFile) {
+    auto r = load_config("/nonexistent/segnode.toml");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("/nonexistent/segnode.toml"), std::string::npos);
+}
+
+TEST(Config, OverridesAreValidated) {
+    Config c;
+    ConfigOverrides o;
+    o.port = 4000;
+    o.ae_title = "OTHER";
+    o.workdir = "/tmp/w";
+    o.log_level = "warn";
+    ASSERT_TRUE(apply_overrides(c, o).ok());
+    EXPECT_EQ(c.dicom.port, 4000);
+    EXPECT_EQ(c.node.ae_title, "OTHER");
+    EXPECT_EQ(c.node.workdir, "/tmp/w");
+    EXPECT_EQ(c.log.level, "warn");
+
+    ConfigOverrides bad_port;
+    bad_port.port = 0;
+    auto st = apply_overrides(c, bad_port);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("--port"), std::string::npos);
+    ConfigOverrides bad_ae;
+    bad_ae.ae_title = "WAY_TOO_LONG_AE_TITLE";
+    st = apply_overrides(c, bad_ae);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("--ae-title"), std::string::npos);
+    EXPECT_EQ(c.node.ae_title, "OTHER") << "a rejected override must not change the config";
+}
