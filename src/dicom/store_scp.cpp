@@ -88,13 +88,11 @@ Result<ReceivedInstance> read_received(const std::filesystem::path& file) {
     std::error_code ec;
     r.file_size = std::filesystem::file_size(file, ec);
     DcmMetaInfo* meta = ff.getMetaInfo();
-    Uint32 group_length = 0;
-    if (meta == nullptr ||
-        meta->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).bad()) {
-        return Error{"received file has no file meta information group length"};
+    std::string offset_error;
+    r.dataset_offset = file_dataset_offset(file, offset_error);
+    if (meta == nullptr || !offset_error.empty()) {
+        return Error{"received file has no usable file meta information: " + offset_error};
     }
-    // 128-byte preamble + "DICM" + the group length element (12 bytes) + the group.
-    r.dataset_offset = 128U + 4U + 12U + group_length;
     r.transfer_syntax = get_string(*meta, DCM_TransferSyntaxUID);
     DcmDataset& ds = *ff.getDataset();
     r.sop_class_uid = get_string(ds, DCM_SOPClassUID);
@@ -124,6 +122,15 @@ public:
     ~StoreWorker() override = default;
     StoreWorker(const StoreWorker&) = delete;
     StoreWorker& operator=(const StoreWorker&) = delete;
+
+    /// Reports the end of an accepted association; called by the worker thread after run()
+    /// returns, whichever way the association ended.
+    void report_end() {
+        if (m_accepted) {
+            m_handler.association_ended(m_info, m_stored, m_refused, m_outcome);
+        }
+    }
+
 
 protected:
     OFBool checkCalledAETitleAccepted(const OFString& called_ae) override {
@@ -175,11 +182,6 @@ protected:
         m_outcome = std::string("failed: ") + cond.text();
     }
 
-    void notifyAssociationTermination() override {
-        if (m_accepted) {
-            m_handler.association_ended(m_info, m_stored, m_refused, m_outcome);
-        }
-    }
 
     OFCondition handleIncomingCommand(T_DIMSE_Message* msg,
                                       const DcmPresentationContextInfo& pres) override {
@@ -494,6 +496,7 @@ void StoreScpServer::run() {
                         spdlog::warn("association from {} ({}) ended with an error: {}",
                                      info.peer_address, info.calling_ae, c.text());
                     }
+                    worker.report_end();
                 }
                 worker_finished();
             }).detach();
