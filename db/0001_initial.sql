@@ -10,8 +10,10 @@ CREATE TABLE associations (
     ended_at           INTEGER,
     instances_stored   INTEGER NOT NULL DEFAULT 0,
     instances_refused  INTEGER NOT NULL DEFAULT 0,
-    -- 'accepted', 'rejected', 'released', 'aborted', 'failed'
-    outcome            TEXT    NOT NULL,
+    -- 'accepted' while open; 'failed' also for associations a crash left open
+    outcome            TEXT    NOT NULL
+                       CHECK (outcome IN ('accepted', 'rejected', 'released', 'aborted',
+                                          'failed')),
     detail             TEXT
 );
 

@@ -19,6 +19,11 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
         ->required()
         ->check(CLI::IsMember({"admin", "submit", "read"}));
     add->callback([&options, &exit_code, name, role] {
+        if (auto problem = api::key_name_problem(*name)) {
+            std::cerr << "key add: " << *problem << "\n";
+            exit_code = 1;
+            return;
+        }
         auto config = resolve_config(options);
         if (!config) {
             exit_code = 2;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcuid.h"
+
 namespace segnode::dicom {
 
 const std::vector<UidInfo>& supported_storage_sop_classes() {
@@ -26,17 +29,19 @@ bool is_supported_storage_sop_class(std::string_view uid) {
 }
 
 const std::vector<UidInfo>& accepted_transfer_syntaxes() {
-    // Preference order when a peer proposes several in one presentation context: lossless
-    // compressed first keeps the network and disk cost down, then plain little endian.
+    // When a peer proposes several syntaxes in one presentation context, the first of this
+    // list that it proposed is chosen: lossless compression first (the sender need not
+    // transcode compressed data, and fewer bytes cross the network and land on disk), then
+    // uncompressed, then lossy syntaxes last so lossy data is never preferred.
     static const std::vector<UidInfo> syntaxes = {
+        {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"},
+        {"1.2.840.10008.1.2.4.70", "JPEG Lossless, Non-Hierarchical, First-Order Prediction"},
+        {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"},
+        {"1.2.840.10008.1.2.5", "RLE Lossless"},
         {"1.2.840.10008.1.2.1", "Explicit VR Little Endian"},
         {"1.2.840.10008.1.2", "Implicit VR Little Endian"},
         {"1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"},
-        {"1.2.840.10008.1.2.4.70", "JPEG Lossless, Non-Hierarchical, First-Order Prediction"},
-        {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"},
-        {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"},
         {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)"},
-        {"1.2.840.10008.1.2.5", "RLE Lossless"},
         {"1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"},
         {"1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"},
     };
@@ -72,7 +77,9 @@ std::string uid_name(std::string_view uid) {
             return u.name;
         }
     }
-    return {};
+    const std::string text(uid);
+    const char* known = dcmFindNameOfUID(text.c_str(), nullptr);
+    return known != nullptr ? known : std::string();
 }
 
 } // namespace segnode::dicom

@@ -127,7 +127,7 @@ public:
     /// returns, whichever way the association ended.
     void report_end() {
         if (m_accepted) {
-            m_handler.association_ended(m_info, m_stored, m_refused, m_outcome);
+            m_handler.association_ended(m_info, m_stored, m_refused, m_outcome, m_detail);
         }
     }
 
@@ -172,14 +172,41 @@ protected:
     void notifyAssociationAcknowledge() override {
         m_accepted = true;
         m_info.id = m_handler.association_accepted(m_info);
-        log_refused_contexts();
+        (void)describe_refused_contexts();
     }
 
     void notifyReleaseRequest() override { m_outcome = "released"; }
-    void notifyAbortRequest() override { m_outcome = "aborted by peer"; }
+    void notifyAbortRequest() override {
+        m_outcome = "aborted";
+        m_detail = "A-ABORT from the peer";
+    }
+
+    /// Refusals decided inside DCMTK (not by the AE title checks above, which log their own).
+    void refuseAssociation(const DcmRefuseReasonType reason) override {
+        switch (reason) {
+        case DCMSCP_CALLED_AE_TITLE_NOT_RECOGNIZED:
+        case DCMSCP_CALLING_AE_TITLE_NOT_RECOGNIZED:
+            break;
+        case DCMSCP_NO_PRESENTATION_CONTEXTS:
+            reject("no acceptable presentation context: " + describe_refused_contexts());
+            break;
+        case DCMSCP_BAD_APPLICATION_CONTEXT_NAME:
+            reject("unsupported application context name");
+            break;
+        case DCMSCP_NO_IMPLEMENTATION_CLASS_UID:
+            reject("the request carries no implementation class UID");
+            break;
+        default:
+            reject("refused by the DICOM layer (DCMTK reason " +
+                   std::to_string(static_cast<int>(reason)) + ")");
+            break;
+        }
+        DcmThreadSCP::refuseAssociation(reason);
+    }
 
     void notifyDIMSEError(const OFCondition& cond) override {
-        m_outcome = std::string("failed: ") + cond.text();
+        m_outcome = "failed";
+        m_detail = cond.text();
     }
 
 
@@ -198,17 +225,30 @@ private:
         m_handler.association_rejected(m_info, reason);
     }
 
-    void log_refused_contexts() {
+    /// Logs refused presentation contexts: each transfer-syntax refusal as a warning (the
+    /// sender has data segnode cannot take), SOP classes not supported as one debug line
+    /// (storescu proposes a hundred by default). Returns a one-line summary.
+    std::string describe_refused_contexts() {
         if (m_params == nullptr) {
-            return;
+            return "no presentation context information";
         }
         // DCMTK's accessors take a non-const pointer but only read.
         auto* params = const_cast<T_ASC_Parameters*>(m_params);
         const int n = ASC_countPresentationContexts(params);
+        std::string unsupported_classes;
+        std::string bad_syntaxes;
+        int unsupported = 0;
+        int bad = 0;
         for (int i = 0; i < n; ++i) {
             T_ASC_PresentationContext pc;
             if (ASC_getPresentationContext(params, i, &pc).bad() ||
                 pc.resultReason == ASC_P_ACCEPTANCE) {
+                continue;
+            }
+            const std::string as_name = uid_name(pc.abstractSyntax);
+            const std::string sop = as_name.empty() ? std::string(pc.abstractSyntax) : as_name;
+            if (pc.resultReason == ASC_P_ABSTRACTSYNTAXNOTSUPPORTED) {
+                unsupported_classes += (unsupported++ > 0 ? ", " : "") + sop;
                 continue;
             }
             std::string offered;
@@ -219,18 +259,34 @@ private:
                 offered += (t > 0 ? ", " : "") + (name.empty() ? ts : name);
                 for (const auto& [info, reason] : refused_transfer_syntaxes()) {
                     if (ts == info.uid) {
-                        why = "; " + std::string(info.name) + ": " + reason;
+                        why = " (" + std::string(info.name) + ": " + reason + ")";
                     }
                 }
             }
-            const std::string as_name = uid_name(pc.abstractSyntax);
-            spdlog::warn("association {} from {}: presentation context {} refused ({}): {} [{}]{}",
-                         m_info.id, m_info.calling_ae, static_cast<int>(pc.presentationContextID),
-                         pc.resultReason == ASC_P_ABSTRACTSYNTAXNOTSUPPORTED
-                             ? "SOP class not supported"
-                             : "no acceptable transfer syntax",
-                         as_name.empty() ? std::string(pc.abstractSyntax) : as_name, offered, why);
+            bad_syntaxes += (bad++ > 0 ? "; " : "") + sop + " offered only " + offered;
+            spdlog::warn("association from {} ({}): presentation context {} refused, no "
+                         "acceptable transfer syntax: {} offered only {}{}",
+                         m_info.peer_address, m_info.calling_ae,
+                         static_cast<int>(pc.presentationContextID), sop, offered, why);
         }
+        if (unsupported > 0) {
+            spdlog::info("association from {} ({}): {} presentation context(s) refused, SOP "
+                         "class not supported (listed at debug level)",
+                         m_info.peer_address, m_info.calling_ae, unsupported);
+            spdlog::debug("association from {} ({}): SOP classes not supported: {}",
+                          m_info.peer_address, m_info.calling_ae, unsupported_classes);
+        }
+        std::string summary;
+        if (unsupported > 0) {
+            summary = std::to_string(unsupported) + " SOP class(es) not supported (" +
+                      unsupported_classes + ")";
+        }
+        if (bad > 0) {
+            summary += (summary.empty() ? "" : "; ") + std::string("no acceptable transfer "
+                                                                   "syntax for ") +
+                       bad_syntaxes;
+        }
+        return summary;
     }
 
     OFCondition respond(T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ& req,
@@ -283,7 +339,8 @@ private:
         if (cond.bad()) {
             std::error_code ec;
             std::filesystem::remove(temp, ec);
-            m_outcome = std::string("failed while receiving a data set: ") + cond.text();
+            m_outcome = "failed";
+            m_detail = std::string("network error while receiving a data set: ") + cond.text();
             return cond;
         }
         StoreStatus result;
@@ -320,7 +377,8 @@ private:
     AssociationInfo m_info;
     const T_ASC_Parameters* m_params = nullptr;
     bool m_accepted = false;
-    std::string m_outcome = "released";
+    std::string m_outcome = "released"; ///< released, aborted or failed (schema values)
+    std::string m_detail;
     std::int64_t m_stored = 0;
     std::int64_t m_refused = 0;
 };

@@ -71,15 +71,17 @@ void Receiver::association_rejected(const dicom::AssociationInfo& info,
 }
 
 void Receiver::association_ended(const dicom::AssociationInfo& info, std::int64_t stored,
-                                 std::int64_t refused, const std::string& outcome) {
-    spdlog::info("association {} ended ({}): {} stored, {} refused", info.id, outcome, stored,
-                 refused);
+                                 std::int64_t refused, const std::string& outcome,
+                                 const std::string& detail) {
+    spdlog::info("association {} ended ({}{}): {} stored, {} refused", info.id, outcome,
+                 detail.empty() ? "" : ": " + detail, stored, refused);
     if (info.id == 0) {
         return;
     }
     try {
         auto db = m_pool.acquire();
-        store::ReceiveIndex(*db).end_association(info.id, now_ms(), stored, refused, outcome);
+        store::ReceiveIndex(*db).end_association(info.id, now_ms(), stored, refused, outcome,
+                                                 detail);
     } catch (const store::DatabaseError& e) {
         spdlog::error("association {}: cannot record its end: {}", info.id, e.what());
     }

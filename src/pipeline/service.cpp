@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "segnode/core/clock.hpp"
 #include "segnode/core/systemd_notify.hpp"
 #include "segnode/core/version.hpp"
 #include "segnode/dicom/environment.hpp"
@@ -14,6 +15,7 @@
 #include "segnode/pipeline/completion.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
+#include "segnode/store/receive_index.hpp"
 #include "segnode/store/workdir.hpp"
 
 namespace segnode::pipeline {
@@ -37,6 +39,11 @@ int run_service(const Config& config) {
         spdlog::critical("{}", st.error().message);
         return 1;
     }
+    auto lock = workdir.lock();
+    if (!lock) {
+        spdlog::critical("{}", lock.error().message);
+        return 1;
+    }
     if (const auto removed = workdir.clean_tmp(); removed > 0) {
         spdlog::info("removed {} unacknowledged partial file(s) from {}", removed,
                      workdir.tmp_dir().string());
@@ -55,6 +62,17 @@ int run_service(const Config& config) {
         if (*applied > 0) {
             spdlog::info("database {}: applied {} migration(s), schema version {}",
                          workdir.db_path().string(), *applied, store::schema_version(*db));
+        }
+        try {
+            if (const int stale = store::ReceiveIndex(*db).close_stale_associations(now_ms());
+                stale > 0) {
+                spdlog::warn("{} association(s) were open when segnode last stopped; recorded "
+                             "as failed (their unacknowledged instances were not kept)",
+                             stale);
+            }
+        } catch (const store::DatabaseError& e) {
+            spdlog::critical("{}: {}", workdir.db_path().string(), e.what());
+            return 1;
         }
     }
 

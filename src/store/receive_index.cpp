@@ -83,15 +83,26 @@ std::int64_t ReceiveIndex::begin_association(const std::string& calling_ae,
 }
 
 void ReceiveIndex::end_association(std::int64_t id, std::int64_t at, std::int64_t stored,
-                                   std::int64_t refused, const std::string& outcome) {
+                                   std::int64_t refused, const std::string& outcome,
+                                   const std::string& detail) {
     m_db.prepare("UPDATE associations SET ended_at=?, instances_stored=?, instances_refused=?, "
-                 "outcome=? WHERE id=?")
+                 "outcome=?, detail=CASE WHEN ?='' THEN detail ELSE ? END WHERE id=?")
         .bind(1, at)
         .bind(2, stored)
         .bind(3, refused)
         .bind(4, outcome)
-        .bind(5, id)
+        .bind(5, detail)
+        .bind(6, detail)
+        .bind(7, id)
         .run();
+}
+
+int ReceiveIndex::close_stale_associations(std::int64_t at) {
+    m_db.prepare("UPDATE associations SET ended_at=?, outcome='failed', detail='segnode stopped "
+                 "before the association ended' WHERE ended_at IS NULL AND outcome='accepted'")
+        .bind(1, at)
+        .run();
+    return m_db.changes();
 }
 
 std::optional<StoredInstance> ReceiveIndex::find_instance(const std::string& sop_instance_uid) {

@@ -1,6 +1,7 @@
 #include "segnode/store/workdir.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,34 @@ std::size_t Workdir::clean_tmp() const {
         }
     }
     return removed;
+}
+
+Workdir::Lock::~Lock() {
+    if (m_fd >= 0) {
+        ::close(m_fd); // releases the flock
+    }
+}
+
+Result<Workdir::Lock> Workdir::lock() const {
+    const fs::path path = m_root / "segnode.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return Error{path.string() + ": cannot open lock file: " + errno_text(errno)};
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+        ::close(fd);
+        const std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+        return Error{"working directory " + m_root.string() +
+                     " is in use by another segnode (pid " +
+                     holder.substr(0, holder.find_first_of("\n")) + ")"};
+    }
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+        // The lock itself is held; the pid is only informational.
+    }
+    return Lock(fd);
 }
 
 Status fsync_file(const fs::path& file) {

@@ -59,9 +59,11 @@ public:
     virtual std::int64_t association_accepted(const AssociationInfo& info) = 0;
     /// The association was rejected (called AE, allow-list, overload).
     virtual void association_rejected(const AssociationInfo& info, const std::string& reason) = 0;
-    /// The association ended ("released", "aborted" or "failed: ...").
+    /// The association ended: `outcome` is "released", "aborted" or "failed", `detail` says
+    /// why for the last two.
     virtual void association_ended(const AssociationInfo& info, std::int64_t stored,
-                                   std::int64_t refused, const std::string& outcome) = 0;
+                                   std::int64_t refused, const std::string& outcome,
+                                   const std::string& detail) = 0;
 
     /// Where the next C-STORE data set is written (same filesystem as the store).
     virtual std::filesystem::path new_temp_file() = 0;

@@ -60,7 +60,8 @@ public:
     void association_rejected(const dicom::AssociationInfo& info,
                               const std::string& reason) override;
     void association_ended(const dicom::AssociationInfo& info, std::int64_t stored,
-                           std::int64_t refused, const std::string& outcome) override;
+                           std::int64_t refused, const std::string& outcome,
+                           const std::string& detail) override;
     std::filesystem::path new_temp_file() override;
     dicom::StoreStatus store(const dicom::AssociationInfo& assoc,
                              const dicom::ReceivedInstance& instance) override;

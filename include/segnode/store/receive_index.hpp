@@ -90,8 +90,12 @@ public:
     std::int64_t begin_association(const std::string& calling_ae, const std::string& called_ae,
                                    const std::string& peer_address, std::int64_t at,
                                    const std::string& outcome, const std::string& detail = {});
+    /// `detail` replaces the stored detail only when non-empty.
     void end_association(std::int64_t id, std::int64_t at, std::int64_t stored,
-                         std::int64_t refused, const std::string& outcome);
+                         std::int64_t refused, const std::string& outcome,
+                         const std::string& detail = {});
+    /// At start-up: associations left open by a crash are closed as "failed".
+    int close_stale_associations(std::int64_t at);
 
     std::optional<StoredInstance> find_instance(const std::string& sop_instance_uid);
 

@@ -33,6 +33,23 @@ public:
     /// Removes leftovers in tmp/ from an earlier run (never acknowledged to anyone).
     [[nodiscard]] std::size_t clean_tmp() const;
 
+    /// Exclusive lock on <root>/segnode.lock, held while the returned object lives, so two
+    /// nodes never serve one working directory (the second would delete the first's
+    /// in-flight temp files). Fails with the holder's pid when already locked.
+    class Lock {
+    public:
+        explicit Lock(int fd) : m_fd(fd) {}
+        ~Lock();
+        Lock(Lock&& other) noexcept : m_fd(other.m_fd) { other.m_fd = -1; }
+        Lock& operator=(Lock&&) = delete;
+        Lock(const Lock&) = delete;
+        Lock& operator=(const Lock&) = delete;
+
+    private:
+        int m_fd;
+    };
+    [[nodiscard]] Result<Lock> lock() const;
+
 private:
     std::filesystem::path m_root;
 };
