@@ -28,5 +28,7 @@ void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_run_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 
 } // namespace segnode::cli

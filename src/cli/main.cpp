@@ -19,11 +19,14 @@ int main(int argc, char** argv) {
     segnode::cli::add_config_command(app, options, exit_code);
     segnode::cli::add_db_command(app, options, exit_code);
     segnode::cli::add_key_command(app, options, exit_code);
+    segnode::cli::add_algorithm_command(app, options, exit_code);
+    segnode::cli::add_run_command(app, options, exit_code);
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // CLI11 prints the message; usage errors exit with 2 (--help and --version with 0).
+        return app.exit(e) == 0 ? 0 : 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "segnode: %s\n", e.what());
         return 1;

@@ -1,0 +1,174 @@
+// `segnode algorithm list|show`: what the registry knows, for people choosing an algorithm and
+// its --set values.
+#include "cli_common.hpp"
+#include "segnode/algorithms/registry.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace segnode::cli {
+
+namespace {
+
+constexpr std::size_t line_width = 100;
+
+/// Words of `text` in lines of at most `width` columns; the first line starts at column
+/// `first_column` (text already printed before it), the others are indented by `indent`.
+std::string wrap(std::string_view text, std::size_t first_column, std::size_t indent,
+                 std::size_t width = line_width) {
+    std::string out;
+    std::size_t column = first_column;
+    bool line_empty = true;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto start = text.find_first_not_of(' ', pos);
+        if (start == std::string_view::npos) {
+            break;
+        }
+        auto end = text.find(' ', start);
+        if (end == std::string_view::npos) {
+            end = text.size();
+        }
+        const std::string_view word = text.substr(start, end - start);
+        if (!line_empty && column + 1 + word.size() > width) {
+            out += "\n" + std::string(indent, ' ');
+            column = indent;
+            line_empty = true;
+        }
+        if (!line_empty) {
+            out += ' ';
+            ++column;
+        }
+        out += word;
+        column += word.size();
+        line_empty = false;
+        pos = end;
+    }
+    return out;
+}
+
+std::string segment_names(const algorithms::AlgorithmInfo& info) {
+    std::string out;
+    for (const auto& segment : info.segments) {
+        out += (out.empty() ? "" : ", ") + segment.name;
+    }
+    return out;
+}
+
+std::string describe_code(const algorithms::CodedConcept& code) {
+    return code.scheme + " " + code.value + " \"" + code.meaning + "\"";
+}
+
+std::string describe_colour(const std::array<std::uint8_t, 3>& rgb) {
+    std::array<char, 48> text{};
+    std::snprintf(text.data(), text.size(), "#%02x%02x%02x (%u, %u, %u)", rgb[0], rgb[1], rgb[2],
+                  unsigned{rgb[0]}, unsigned{rgb[1]}, unsigned{rgb[2]});
+    return text.data();
+}
+
+std::string pad(std::string text, std::size_t width) {
+    if (text.size() < width) {
+        text.resize(width, ' ');
+    }
+    return text;
+}
+
+void print_list(const algorithms::Registry& registry) {
+    std::size_t name_w = 4; // "NAME"
+    std::size_t version_w = 7;
+    std::size_t segments_w = 8;
+    for (const auto& algorithm : registry.algorithms()) {
+        const auto& info = algorithm->info();
+        name_w = std::max(name_w, info.name.size());
+        version_w = std::max(version_w, info.version.size());
+        segments_w = std::max(segments_w, segment_names(info).size());
+    }
+    const std::size_t description_column = name_w + version_w + segments_w + 6;
+    std::cout << pad("NAME", name_w) << "  " << pad("VERSION", version_w) << "  "
+              << pad("SEGMENTS", segments_w) << "  DESCRIPTION\n";
+    for (const auto& algorithm : registry.algorithms()) {
+        const auto& info = algorithm->info();
+        std::cout << pad(info.name, name_w) << "  " << pad(info.version, version_w) << "  "
+                  << pad(segment_names(info), segments_w) << "  "
+                  << wrap(info.description, description_column, description_column) << "\n";
+    }
+}
+
+void print_algorithm(const algorithms::AlgorithmInfo& info) {
+    std::cout << info.name << " " << info.version << "\n";
+    std::cout << "  " << wrap(info.description, 2, 2) << "\n";
+
+    std::cout << "\nSegments:\n";
+    for (const auto& segment : info.segments) {
+        std::cout << "  " << pad("label " + std::to_string(segment.label), 10) << segment.name
+                  << "\n"
+                  << "            category  " << describe_code(segment.category) << "\n"
+                  << "            type      " << describe_code(segment.type) << "\n"
+                  << "            colour    " << describe_colour(segment.rgb) << "\n";
+    }
+
+    std::cout << "\nSettings (segnode run --algorithm " << info.name << " --set KEY=VALUE):\n";
+    if (info.settings.empty()) {
+        std::cout << "  (none)\n";
+    }
+    std::size_t key_w = 3;
+    std::size_t default_w = 1;
+    for (const auto& spec : info.settings) {
+        key_w = std::max(key_w, spec.key.size());
+        default_w =
+            std::max(default_w, algorithms::format_setting_value(spec.default_value).size());
+    }
+    for (const auto& spec : info.settings) {
+        std::string constraint = algorithms::describe_constraint(spec);
+        if (!constraint.empty() && constraint.front() == '[') {
+            constraint = "range " + constraint;
+        }
+        std::string line = "  " + pad(spec.key, key_w) + "  " +
+                           pad(std::string(algorithms::to_string(spec.type)), 6) + "  default " +
+                           pad(algorithms::format_setting_value(spec.default_value), default_w);
+        if (!constraint.empty()) {
+            line += "  " + constraint;
+        }
+        while (!line.empty() && line.back() == ' ') {
+            line.pop_back();
+        }
+        std::cout << line << "\n";
+        if (!spec.help.empty()) {
+            std::cout << "      " << wrap(spec.help, 6, 6) << "\n";
+        }
+    }
+}
+
+} // namespace
+
+void add_algorithm_command(CLI::App& app, GlobalOptions& /*options*/, int& exit_code) {
+    auto* cmd = app.add_subcommand("algorithm", "The segmentation algorithms segnode can run");
+    cmd->require_subcommand(1);
+
+    auto* list = cmd->add_subcommand("list", "Name, version, segments and description of each");
+    list->callback([] { print_list(algorithms::make_builtin_registry()); });
+
+    auto* show = cmd->add_subcommand(
+        "show", "Description, segments (codes, colours) and settings of one algorithm");
+    auto name = std::make_shared<std::string>();
+    show->add_option("NAME", *name, "Algorithm name (see 'segnode algorithm list')")->required();
+    show->callback([&exit_code, name] {
+        const algorithms::Registry registry = algorithms::make_builtin_registry();
+        const auto algorithm = registry.get(*name);
+        if (!algorithm) {
+            std::cerr << "algorithm show: " << algorithm.error().message << "\n";
+            exit_code = 1;
+            return;
+        }
+        print_algorithm((*algorithm)->info());
+    });
+}
+
+} // namespace segnode::cli

@@ -1,0 +1,478 @@
+"""`segnode run` (offline segmentation) and `segnode algorithm list|show`.
+
+The label maps are read back here without any NIfTI/NRRD library: the NIfTI-1 header is
+unpacked with struct, the NRRD header line by line. The truth comes from the phantom series
+itself, read with pydicom: the phantom's body is every voxel of soft tissue (40 HU), lung
+(-850 HU) or bone (700 HU); air is -1000 HU and the table, separated from the body by air,
+200 HU (tests/phantom/README.md). No noise, so the body algorithm (threshold, largest
+component, holes filled) must find that set; the test allows 2 % on the volume.
+"""
+
+import array
+import json
+import math
+import re
+import struct
+import sys
+import unittest
+from pathlib import Path
+
+import pydicom
+
+from harness import SegnodeTestCase, run_cli
+
+BUILTINS = ("otsu", "threshold", "body", "lungs", "bone")
+BODY_HU = (40, -850, 700)  # soft tissue, lung, bone: the phantom's body
+
+SUMMARY_RE = re.compile(
+    r"^(?P<algorithm>\S+) (?P<version>\S+): (?P<segments>.+) \| load (?P<load>[\d.]+) s, "
+    r"run (?P<run>[\d.]+) s, write (?P<write>[\d.]+) s, total (?P<total>[\d.]+) s$")
+SEGMENT_RE = re.compile(r"^(?P<name>.+) (?P<voxels>\d+) voxels (?P<ml>[\d.]+) ml$")
+
+
+# ---------------------------------------------------------------- readers
+
+def read_nifti(path):
+    """NIfTI-1 single file -> (header dict, voxel bytes)."""
+    data = Path(path).read_bytes()
+    (sizeof_hdr,) = struct.unpack_from("<i", data, 0)
+    h = {
+        "sizeof_hdr": sizeof_hdr,
+        "dim": struct.unpack_from("<8h", data, 40),
+        "intent_code": struct.unpack_from("<h", data, 68)[0],
+        "datatype": struct.unpack_from("<h", data, 70)[0],
+        "bitpix": struct.unpack_from("<h", data, 72)[0],
+        "pixdim": struct.unpack_from("<8f", data, 76),
+        "vox_offset": struct.unpack_from("<f", data, 108)[0],
+        "xyzt_units": data[123],
+        "descrip": data[148:228].split(b"\0")[0].decode(),
+        "qform_code": struct.unpack_from("<h", data, 252)[0],
+        "sform_code": struct.unpack_from("<h", data, 254)[0],
+        "quatern": struct.unpack_from("<3f", data, 256),
+        "qoffset": struct.unpack_from("<3f", data, 268),
+        "srow": [struct.unpack_from("<4f", data, 280 + 16 * r) for r in range(3)],
+        "magic": data[344:348],
+    }
+    return h, data[int(h["vox_offset"]):]
+
+
+def nifti_sform(h, i, j, k):
+    return tuple(r[0] * i + r[1] * j + r[2] * k + r[3] for r in h["srow"])
+
+
+def nifti_qform(h, i, j, k):
+    """NIfTI-1 method 2, as nifti1_io reads it (a < 1e-7 counts as 0)."""
+    b, c, d = h["quatern"]
+    a = 1.0 - (b * b + c * c + d * d)
+    if a < 1e-7:
+        n = math.sqrt(b * b + c * c + d * d)
+        b, c, d, a = b / n, c / n, d / n, 0.0
+    else:
+        a = math.sqrt(a)
+    r = [[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+         [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+         [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]]
+    qfac = -1.0 if h["pixdim"][0] < 0 else 1.0
+    v = (h["pixdim"][1] * i, h["pixdim"][2] * j, qfac * h["pixdim"][3] * k)
+    return tuple(sum(r[row][n] * v[n] for n in range(3)) + h["qoffset"][row] for row in range(3))
+
+
+def read_nrrd(path):
+    """NRRD with an inline header -> (fields dict, voxel bytes)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"\n\n")
+    lines = data[:end].decode().split("\n")
+    fields = {"magic": lines[0]}
+    for line in lines[1:]:
+        if line.startswith("#"):
+            continue
+        key, _, value = line.partition(": ")
+        fields[key] = value
+    return fields, data[end + 2:]
+
+
+def nrrd_vectors(text):
+    return [tuple(float(x) for x in v.split(",")) for v in re.findall(r"\(([^)]*)\)", text)]
+
+
+# ---------------------------------------------------------------- the source series
+
+class SourceSeries:
+    """The phantom's files read with pydicom: positions, axes and HU per slice."""
+
+    def __init__(self, files):
+        self.slices = []
+        for f in files:
+            ds = pydicom.dcmread(f)
+            signed = int(ds.PixelRepresentation) == 1
+            raw = array.array("h" if signed else "H")
+            raw.frombytes(ds.PixelData)
+            if sys.byteorder != "little":
+                raw.byteswap()
+            slope = float(getattr(ds, "RescaleSlope", 1))
+            intercept = float(getattr(ds, "RescaleIntercept", 0))
+            self.slices.append({
+                "file": Path(f),
+                "uid": str(ds.SOPInstanceUID),
+                "ipp": [float(x) for x in ds.ImagePositionPatient],
+                "hu": [round(v * slope + intercept) for v in raw],
+            })
+            iop = [float(x) for x in ds.ImageOrientationPatient]
+            self.row_dir, self.col_dir = iop[:3], iop[3:]
+            # PixelSpacing = (row spacing, column spacing)
+            self.row_spacing, self.col_spacing = (float(x) for x in ds.PixelSpacing)
+            self.rows, self.cols = int(ds.Rows), int(ds.Columns)
+
+    def position(self, slice_index, i, j):
+        """LPS position of column i, row j of a slice (the DICOM formula)."""
+        ipp = self.slices[slice_index]["ipp"]
+        return tuple(ipp[r] + i * self.col_spacing * self.row_dir[r]
+                     + j * self.row_spacing * self.col_dir[r] for r in range(3))
+
+    def slice_at(self, lps, tolerance):
+        """Index of the slice whose IPP is `lps`."""
+        for n, s in enumerate(self.slices):
+            if max(abs(a - b) for a, b in zip(s["ipp"], lps)) <= tolerance:
+                return n
+        raise AssertionError(f"no slice of the series is at {lps}")
+
+    def body_truth(self, order):
+        """0/1 bytes of the phantom's body in the label map's voxel order (i fastest, then j,
+        then k = order[k])."""
+        out = bytearray()
+        for n in order:
+            out += bytes(1 if hu in BODY_HU else 0 for hu in self.slices[n]["hu"])
+        return bytes(out)
+
+
+def dice(a, b):
+    both = sum(1 for x, y in zip(a, b) if x and y)
+    return 2.0 * both / (sum(1 for x in a if x) + sum(1 for y in b if y))
+
+
+# ---------------------------------------------------------------- tests
+
+class RunCliTest(SegnodeTestCase):
+
+    def run_segnode(self, *args, timeout=120):
+        return run_cli("run", *map(str, args), timeout=timeout)
+
+    def parse_summary(self, proc, algorithm):
+        lines = proc.stdout.splitlines()
+        self.assertEqual(len(lines), 1, f"one summary line expected on stdout:\n{proc.stdout}")
+        m = SUMMARY_RE.match(lines[0])
+        self.assertIsNotNone(m, f"summary line: {lines[0]!r}")
+        self.assertEqual(m["algorithm"], algorithm)
+        for key in ("load", "run", "write"):
+            self.assertLessEqual(float(m[key]), float(m["total"]) + 0.01)
+        segments = []
+        for part in m["segments"].split("; "):
+            s = SEGMENT_RE.match(part)
+            self.assertIsNotNone(s, f"segment part of the summary: {part!r}")
+            segments.append((s["name"], int(s["voxels"]), float(s["ml"])))
+        return m, segments
+
+    PROBES = ((0, 0), (1, 0), (0, 1), (17, 11), (-1, 0), (0, -1), (-1, -1))
+
+    def nifti_slice_order(self, h, source):
+        """Checks that every output slice k is one of the source slices, that the sform and the
+        qform put voxel (i, j, k) where the DICOM formula puts it (RAS = -x, -y, z of LPS), and
+        returns the source slice index of each k (spatial order, either direction)."""
+        n_slices = len(source.slices)
+        order = []
+        for k in range(n_slices):
+            ras = nifti_sform(h, 0, 0, k)
+            n = source.slice_at((-ras[0], -ras[1], ras[2]), tolerance=1e-3)
+            order.append(n)
+            for i, j in self.PROBES:
+                i, j = i % source.cols, j % source.rows
+                lps = source.position(n, i, j)
+                expected = (-lps[0], -lps[1], lps[2])
+                for form, got in (("sform", nifti_sform(h, i, j, k)),
+                                  ("qform", nifti_qform(h, i, j, k))):
+                    for a, b in zip(got, expected):
+                        self.assertAlmostEqual(a, b, delta=1e-3,
+                                               msg=f"{form} of voxel {(i, j, k)}")
+        self.assertIn(order, (list(range(n_slices)), list(range(n_slices - 1, -1, -1))),
+                      "slices in spatial order")
+        return order
+
+    def nrrd_slice_order(self, fields, source):
+        """The same for the NRRD header (LPS as is; doubles, so a tight tolerance)."""
+        n_slices = len(source.slices)
+        (origin,) = nrrd_vectors(fields["space origin"])
+        di, dj, dk = nrrd_vectors(fields["space directions"])
+        order = []
+        for k in range(n_slices):
+            pos = tuple(origin[r] + k * dk[r] for r in range(3))
+            n = source.slice_at(pos, tolerance=1e-6)
+            order.append(n)
+            for i, j in self.PROBES:
+                i, j = i % source.cols, j % source.rows
+                got = tuple(origin[r] + i * di[r] + j * dj[r] + k * dk[r] for r in range(3))
+                for a, b in zip(got, source.position(n, i, j)):
+                    self.assertAlmostEqual(a, b, delta=1e-6, msg=f"voxel {(i, j, k)}")
+        self.assertIn(order, (list(range(n_slices)), list(range(n_slices - 1, -1, -1))),
+                      "slices in spatial order")
+        return order
+
+    def check_body_outputs(self, out, source, labels, order, fmt, voxel_ml, proc):
+        """What both formats share: summary, segments.json, voxels against the truth."""
+        truth = source.body_truth(order)
+        self.assertEqual(len(labels), len(truth))
+        self.assertLessEqual(set(labels), {0, 1}, "the body label map holds only 0 and 1")
+        voxels = labels.count(1)
+        truth_voxels = truth.count(1)
+        self.assertGreater(truth_voxels, 1000, "the phantom has a body")
+        self.assertLessEqual(abs(voxels - truth_voxels), 0.02 * truth_voxels,
+                             f"body {voxels} voxels, truth {truth_voxels}")
+        self.assertGreater(dice(labels, truth), 0.98, "body label map against the truth")
+
+        _, segments = self.parse_summary(proc, "body")
+        self.assertEqual(segments, [("Body", voxels, round(voxels * voxel_ml, 2))])
+
+        manifest = json.loads((out / "segments.json").read_text())
+        self.assertEqual(manifest["algorithm"]["name"], "body")
+        self.assertEqual(manifest["algorithm"]["version"], "1.0.0")
+        self.assertEqual(manifest["label_map"]["file"],
+                         {"nifti": "labels.nii", "nrrd": "labels.nrrd"}[fmt])
+        self.assertEqual(manifest["label_map"]["format"], fmt)
+        self.assertEqual(manifest["label_map"]["dims"], [source.cols, source.rows,
+                                                         len(source.slices)])
+        self.assertEqual(len(manifest["segments"]), 1)
+        seg = manifest["segments"][0]
+        self.assertEqual(seg["label"], 1)
+        self.assertEqual(seg["name"], "Body")
+        self.assertEqual(seg["category"], {"value": "123037004", "scheme": "SCT",
+                                           "meaning": "Anatomical Structure"})
+        self.assertEqual(seg["type"], {"value": "38266002", "scheme": "SCT",
+                                       "meaning": "Entire body"})
+        self.assertEqual(len(seg["rgb"]), 3)
+        self.assertEqual(seg["voxels"], voxels)
+        self.assertAlmostEqual(seg["volume_ml"], voxels * voxel_ml, places=6)
+        truth_ml = truth_voxels * voxel_ml
+        self.assertLessEqual(abs(seg["volume_ml"] - truth_ml), 0.02 * truth_ml)
+        return manifest
+
+    def test_body_nifti(self):
+        info = self.series(rows=64, cols=64, slices=20, shuffle=True)
+        source = SourceSeries(info["files"])
+        out = self.tmp / "out" / "nested"  # created by segnode
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "series",
+                                "--output", out, "--format", "nifti")
+        self.assertProcOk(proc, "segnode run --format nifti")
+        self.assertEqual(sorted(p.name for p in out.iterdir()), ["labels.nii", "segments.json"])
+
+        h, labels = read_nifti(out / "labels.nii")
+        self.assertEqual(h["sizeof_hdr"], 348)
+        self.assertEqual(h["magic"], b"n+1\0")
+        self.assertEqual(h["vox_offset"], 352.0)
+        self.assertEqual((h["datatype"], h["bitpix"]), (2, 8))  # uint8
+        self.assertEqual(h["xyzt_units"], 2)  # mm
+        self.assertEqual((h["qform_code"], h["sform_code"]), (1, 1))
+        self.assertEqual(h["dim"][:4], (3, source.cols, source.rows, 20))
+        self.assertAlmostEqual(h["pixdim"][1], source.col_spacing, places=5)
+        self.assertAlmostEqual(h["pixdim"][2], source.row_spacing, places=5)
+        self.assertAlmostEqual(h["pixdim"][3], 2.5, places=5)
+        self.assertEqual(abs(h["pixdim"][0]), 1.0)  # qfac
+        self.assertIn("body", h["descrip"])
+
+        order = self.nifti_slice_order(h, source)
+
+        voxel_ml = source.col_spacing * source.row_spacing * 2.5 / 1000.0
+        manifest = self.check_body_outputs(out, source, labels, order, "nifti", voxel_ml, proc)
+        self.assertEqual(manifest["source"]["series_uid"], info["series_uid"])
+        self.assertEqual(manifest["source"]["study_uid"], info["study_uid"])
+        self.assertEqual(manifest["algorithm"]["settings"],
+                         {"min_hu": -500.0, "opening_mm": 0.0, "keep_largest": 1,
+                          "fill_holes": True, "min_component_mm3": 0.0})
+
+    def test_body_nrrd_feet_first(self):
+        info = self.series(rows=64, cols=64, slices=20, feet_first=True)
+        source = SourceSeries(info["files"])
+        out = self.tmp / "out"
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "series",
+                                "--output", out, "--format", "nrrd",
+                                "--set", "min_component_mm3=10", "--set", "fill_holes=true")
+        self.assertProcOk(proc, "segnode run --format nrrd")
+        self.assertEqual(sorted(p.name for p in out.iterdir()), ["labels.nrrd", "segments.json"])
+
+        fields, labels = read_nrrd(out / "labels.nrrd")
+        self.assertEqual(fields["magic"], "NRRD0004")
+        self.assertEqual(fields["type"], "uint8")
+        self.assertEqual(fields["dimension"], "3")
+        self.assertEqual(fields["encoding"], "raw")
+        self.assertEqual(fields["space"], "left-posterior-superior")
+        self.assertEqual(fields["sizes"], f"{source.cols} {source.rows} 20")
+        order = self.nrrd_slice_order(fields, source)
+
+        voxel_ml = source.col_spacing * source.row_spacing * 2.5 / 1000.0
+        manifest = self.check_body_outputs(out, source, labels, order, "nrrd", voxel_ml, proc)
+        self.assertEqual(manifest["algorithm"]["settings"]["min_component_mm3"], 10.0)
+        self.assertIs(manifest["algorithm"]["settings"]["fill_holes"], True)
+
+    def check_threshold(self, orientation, fmt, feet_first=False):
+        """`threshold` (HU >= -500, no post-processing) on a non-axial series: every voxel of
+        the label map must equal the source's HU test at the position the header gives."""
+        kw = {"feet_first": True} if feet_first else {}
+        info = self.series(rows=24, cols=32, slices=10, orientation=orientation, **kw)
+        source = SourceSeries(info["files"])
+        out = self.tmp / "out"
+        proc = self.run_segnode("-a", "threshold", "-i", self.tmp / "series", "-o", out,
+                                "--format", fmt)
+        self.assertProcOk(proc, f"segnode run threshold --format {fmt}")
+        if fmt == "nifti":
+            h, labels = read_nifti(out / "labels.nii")
+            self.assertEqual(h["dim"][:4], (3, 32, 24, 10))
+            order = self.nifti_slice_order(h, source)
+        else:
+            fields, labels = read_nrrd(out / "labels.nrrd")
+            self.assertEqual(fields["sizes"], "32 24 10")
+            order = self.nrrd_slice_order(fields, source)
+        expected = bytearray()
+        for n in order:
+            expected += bytes(1 if hu >= -500 else 0 for hu in source.slices[n]["hu"])
+        self.assertGreater(expected.count(1), 100)
+        self.assertTrue(labels == bytes(expected), "label map differs from HU >= -500")
+
+    def test_threshold_oblique_nifti(self):
+        self.check_threshold("oblique", "nifti")
+
+    def test_threshold_sagittal_feet_first_nifti(self):
+        self.check_threshold("sagittal", "nifti", feet_first=True)
+
+    def test_threshold_coronal_nrrd(self):
+        self.check_threshold("coronal", "nrrd")
+
+    def test_default_format_is_nifti_and_settings_apply(self):
+        self.series(rows=48, cols=48, slices=8)
+        out = self.tmp / "out"
+        proc = self.run_segnode("-a", "otsu", "-i", self.tmp / "series", "-o", out,
+                                "--set", "bins=64")
+        self.assertProcOk(proc, "segnode run otsu")
+        self.assertTrue((out / "labels.nii").is_file())
+        manifest = json.loads((out / "segments.json").read_text())
+        self.assertEqual(manifest["algorithm"]["settings"]["bins"], 64)
+        _, segments = self.parse_summary(proc, "otsu")
+        self.assertEqual(segments[0][0], "Otsu foreground")
+        self.assertGreater(segments[0][1], 0)
+        # The algorithm's diagnostic line goes to stderr, not to the summary.
+        self.assertIn("otsu: threshold", proc.stderr)
+
+    # errors -------------------------------------------------------------------------------
+
+    def assertUsageError(self, proc, *fragments):
+        self.assertEqual(proc.returncode, 2, f"usage error expected\nstdout: {proc.stdout}\n"
+                                             f"stderr: {proc.stderr}")
+        for fragment in fragments:
+            self.assertIn(fragment, proc.stderr)
+        self.assertEqual(proc.stdout, "")
+
+    def test_setting_errors_name_the_key(self):
+        self.series(rows=32, cols=32, slices=4)
+        out = self.tmp / "out"
+        base = ("--algorithm", "body", "--input", self.tmp / "series", "--output", out)
+        self.assertUsageError(self.run_segnode(*base, "--set", "bogus_key=1"), "bogus_key",
+                              "unknown setting")
+        self.assertUsageError(self.run_segnode(*base, "--set", "min_hu=abc"), "min_hu", "abc")
+        self.assertUsageError(self.run_segnode(*base, "--set", "keep_largest=1.5"),
+                              "keep_largest", "integer")
+        self.assertUsageError(self.run_segnode(*base, "--set", "fill_holes=maybe"),
+                              "fill_holes")
+        self.assertUsageError(self.run_segnode(*base, "--set", "opening_mm=100"), "opening_mm",
+                              "range")
+        self.assertUsageError(self.run_segnode(*base, "--set", "min_hu"), "min_hu",
+                              "key=value")
+        self.assertUsageError(
+            self.run_segnode(*base, "--set", "min_hu=-400", "--set", "min_hu=-300"), "min_hu")
+        self.assertFalse(out.exists(), "nothing is written for a usage error")
+
+    def test_usage_errors(self):
+        self.series(rows=32, cols=32, slices=4)
+        series = self.tmp / "series"
+        out = self.tmp / "out"
+        proc = self.run_segnode("--algorithm", "nope", "--input", series, "--output", out)
+        self.assertUsageError(proc, "nope", *BUILTINS)
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "missing",
+                                "--output", out)
+        self.assertUsageError(proc, str(self.tmp / "missing"))
+        proc = self.run_segnode("--algorithm", "body", "--input", series, "--output", out,
+                                "--format", "seg")
+        self.assertUsageError(proc, "seg", "nifti", "nrrd")
+        self.assertUsageError(self.run_segnode("--algorithm", "body", "--input", series),
+                              "--output")
+        self.assertUsageError(self.run_segnode("--input", series, "--output", out),
+                              "--algorithm")
+        self.assertFalse(out.exists())
+
+    def test_refused_geometry_is_a_load_failure(self):
+        info = self.series(rows=32, cols=32, slices=9)
+        Path(info["files"][4]).unlink()  # a missing slice in the middle
+        out = self.tmp / "out"
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "series",
+                                "--output", out)
+        self.assertEqual(proc.returncode, 1, f"{proc.stdout}\n{proc.stderr}")
+        self.assertIn("cannot load", proc.stderr)
+        # The loader's message names the instances beside the gap.
+        neighbours = [info["sop_instance_uids"][3], info["sop_instance_uids"][5],
+                      Path(info["files"][3]).name, Path(info["files"][5]).name]
+        self.assertTrue(any(n in proc.stderr for n in neighbours),
+                        f"the loader's message should name the slices at the gap:\n"
+                        f"{proc.stderr}")
+        self.assertEqual(proc.stdout, "")
+        self.assertFalse(out.exists(), "a failed run leaves no output directory it created")
+
+    def test_empty_input_is_a_load_failure(self):
+        empty = self.tmp / "empty"
+        empty.mkdir()
+        proc = self.run_segnode("--algorithm", "body", "--input", empty, "--output",
+                                self.tmp / "out")
+        self.assertEqual(proc.returncode, 1, f"{proc.stdout}\n{proc.stderr}")
+        self.assertIn("cannot load", proc.stderr)
+
+
+class AlgorithmCliTest(SegnodeTestCase):
+
+    def test_list_shows_the_builtins(self):
+        proc = run_cli("algorithm", "list")
+        self.assertProcOk(proc, "algorithm list")
+        lines = proc.stdout.splitlines()
+        self.assertTrue(lines[0].split() == ["NAME", "VERSION", "SEGMENTS", "DESCRIPTION"],
+                        lines[0])
+        names = [line.split()[0] for line in lines[1:] if line and not line.startswith(" ")]
+        self.assertEqual(names, list(BUILTINS))
+        for line in lines[1:]:
+            if line.startswith("body "):
+                self.assertRegex(line, r"^body\s+1\.0\.0\s+Body\s+External body contour")
+
+    def test_show_otsu(self):
+        proc = run_cli("algorithm", "show", "otsu")
+        self.assertProcOk(proc, "algorithm show otsu")
+        out = proc.stdout
+        self.assertTrue(out.startswith("otsu 1.0.0\n"), out)
+        self.assertIn("Global Otsu threshold", out)
+        self.assertRegex(out, r"(?m)^\s+bins\s+int\s+default 128\s+range \[2, 4096\]$")
+        self.assertIn("number of histogram bins", out)
+        self.assertRegex(out, r"(?m)^\s+fill_holes\s+bool\s+default false$")
+        self.assertRegex(out, r"(?m)^\s+label 1\s+Otsu foreground$")
+        self.assertIn('SCT 85756007 "Tissue"', out)
+        self.assertRegex(out, r"colour\s+#[0-9a-f]{6} \(\d+, \d+, \d+\)")
+
+    def test_show_body_codes(self):
+        proc = run_cli("algorithm", "show", "body")
+        self.assertProcOk(proc, "algorithm show body")
+        self.assertIn('category  SCT 123037004 "Anatomical Structure"', proc.stdout)
+        self.assertIn('type      SCT 38266002 "Entire body"', proc.stdout)
+        self.assertRegex(proc.stdout, r"(?m)^\s+min_hu\s+double\s+default -500\s+range")
+
+    def test_show_unknown(self):
+        proc = run_cli("algorithm", "show", "nope")
+        self.assertEqual(proc.returncode, 1, proc)
+        self.assertIn("nope", proc.stderr)
+        for name in BUILTINS:
+            self.assertIn(name, proc.stderr)
+        self.assertEqual(proc.stdout, "")
+
+
+if __name__ == "__main__":
+    unittest.main()
