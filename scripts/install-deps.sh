@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages segnode needs to build, run and test. Idempotent: it only
 # calls apt-get when something is missing. Runs as root, or through sudo when available.
+#   --bench   also the packages the benchmarks compare against (ITK for the naive pipeline)
 set -euo pipefail
 
 packages=(
@@ -14,6 +15,10 @@ packages=(
   # real peers and independent checkers used by the tests and benchmarks
   dcmtk dicom3tools python3 python3-pydicom python3-numpy
 )
+
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(libinsighttoolkit5-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
