@@ -47,9 +47,11 @@ void CompletionMonitor::stop() {
 std::vector<store::SeriesRow> CompletionMonitor::check_now() {
     try {
         auto db = m_pool.acquire();
+        auto writing = m_pool.write_lock();
         const std::int64_t now = now_ms();
         auto rows = store::ReceiveIndex(*db).complete_quiet_series(
             now - static_cast<std::int64_t>(m_config.quiet_period_s) * 1000, now);
+        writing.unlock();
         announce(rows);
         return rows;
     } catch (const store::DatabaseError& e) {
@@ -64,7 +66,11 @@ void CompletionMonitor::association_released(std::int64_t association_id) {
     }
     try {
         auto db = m_pool.acquire();
-        announce(store::ReceiveIndex(*db).complete_series_of_association(association_id, now_ms()));
+        auto writing = m_pool.write_lock();
+        auto rows = store::ReceiveIndex(*db).complete_series_of_association(association_id,
+                                                                            now_ms());
+        writing.unlock();
+        announce(rows);
     } catch (const store::DatabaseError& e) {
         spdlog::error("series completion on release of association {} failed: {}",
                       association_id, e.what());

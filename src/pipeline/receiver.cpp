@@ -43,6 +43,7 @@ std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) 
     try {
         auto db = m_pool.acquire();
         store::ReceiveIndex index(*db);
+        const auto writing = m_pool.write_lock();
         const auto id = index.begin_association(info.calling_ae, info.called_ae,
                                                 info.peer_address, now_ms(), "accepted");
         spdlog::info("association {} accepted: {} -> {} from {}", id, info.calling_ae,
@@ -60,6 +61,7 @@ void Receiver::association_rejected(const dicom::AssociationInfo& info,
     try {
         auto db = m_pool.acquire();
         store::ReceiveIndex index(*db);
+        const auto writing = m_pool.write_lock();
         const auto at = now_ms();
         const auto id = index.begin_association(info.calling_ae, info.called_ae,
                                                 info.peer_address, at, "rejected", reason);
@@ -80,6 +82,7 @@ void Receiver::association_ended(const dicom::AssociationInfo& info, std::int64_
     }
     try {
         auto db = m_pool.acquire();
+        const auto writing = m_pool.write_lock();
         store::ReceiveIndex(*db).end_association(info.id, now_ms(), stored, refused, outcome,
                                                  detail);
     } catch (const store::DatabaseError& e) {
@@ -166,6 +169,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         if (same) {
             std::error_code ec;
             fs::remove(in.temp_file, ec);
+            const auto writing = m_pool.write_lock();
             index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate", status::success,
                                "identical copy of a stored instance; not stored twice");
             spdlog::info("C-STORE {} from {}: duplicate of the stored copy, ignored",
@@ -181,6 +185,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
                 return {status::out_of_resources, "cannot write the instance: " +
                                                       st.error().message};
             }
+            const auto writing = m_pool.write_lock();
             store::Transaction tx(*db);
             index.replace_instance(row);
             index.record_event(assoc.id, at, in.sop_instance_uid, "replaced", status::success,
@@ -195,6 +200,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         const std::string reason = "duplicate SOP Instance UID with different content; the "
                                    "first copy is kept (storage.duplicate_policy = keep_first)";
         quarantine(assoc, in.sop_instance_uid, in.temp_file, reason);
+        const auto writing = m_pool.write_lock();
         index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate_conflict",
                            status::success, reason);
         spdlog::warn("C-STORE {} from {}: {}", in.sop_instance_uid, assoc.calling_ae, reason);
@@ -207,6 +213,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         fs::remove(in.temp_file, ec);
         return {status::out_of_resources, "cannot write the instance: " + st.error().message};
     }
+    const auto writing = m_pool.write_lock();
     const auto outcome =
         index.record_instance(row, m_config.series.late_instance_policy ==
                                        LateInstancePolicy::Reopen);
@@ -238,6 +245,7 @@ void Receiver::refused(const dicom::AssociationInfo& assoc, const std::string& s
     }
     try {
         auto db = m_pool.acquire();
+        const auto writing = m_pool.write_lock();
         store::ReceiveIndex(*db).record_event(assoc.id, now_ms(), sop_instance_uid, "refused",
                                               dimse_status, reason);
     } catch (const store::DatabaseError& e) {
@@ -264,6 +272,7 @@ void Receiver::quarantine(const dicom::AssociationInfo& assoc, const std::string
     }
     try {
         auto db = m_pool.acquire();
+        const auto writing = m_pool.write_lock();
         store::ReceiveIndex(*db).add_quarantine(now_ms(), (fs::path("quarantine") / name).string(),
                                                 reason, assoc.calling_ae, assoc.peer_address,
                                                 sop_uid);

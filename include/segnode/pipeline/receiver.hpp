@@ -40,11 +40,21 @@ public:
     /// Throws store::DatabaseError if a new connection cannot be opened.
     Lease acquire();
 
+    /// Serialises this process's write transactions. SQLite allows one writer at a time and
+    /// makes the others sleep in its busy handler (up to 100 ms a time); taking this lock
+    /// around each short write transaction queues them instead. Hold it only around database
+    /// writes, never around file I/O (fsyncs of different associations must overlap).
+    /// Recursive: a write path may call another one.
+    [[nodiscard]] std::unique_lock<std::recursive_mutex> write_lock() {
+        return std::unique_lock(m_write_mutex);
+    }
+
 private:
     void release(std::unique_ptr<store::Database> db);
     std::filesystem::path m_path;
     std::mutex m_mutex;
     std::vector<std::unique_ptr<store::Database>> m_idle;
+    std::recursive_mutex m_write_mutex;
 };
 
 class Receiver : public dicom::ReceiveHandler {
