@@ -89,13 +89,21 @@ private:
     static AlgorithmInfo make_info() {
         AlgorithmInfo info;
         info.name = "lungs";
-        info.version = "1.0.0";
+        info.version = "1.1.0";
         info.description =
             "Lungs: voxels <= max_hu inside the body contour (so air outside the body is never "
-            "lung), the two largest 6-connected components, holes (vessels) filled slice by "
-            "slice. Airways inside the body (trachea, main bronchi) are included.";
+            "lung), the two largest 6-connected components (the second only if it holds at "
+            "least second_min_fraction of the largest), holes (vessels) filled slice by slice. "
+            "Airways inside the body (trachea, main bronchi) are included.";
         info.settings.push_back(
             double_setting("max_hu", -400.0, -32768.0, 32767.0, "highest HU of lung"));
+        // When the airways join both lungs into one component, the second largest air pocket
+        // is stomach or bowel gas (~0.1 L against ~4 L on a real chest CT); a real second
+        // lung is at least a third of the first.
+        info.settings.push_back(double_setting(
+            "second_min_fraction", 0.15, 0.0, 1.0,
+            "keep a further component only if it has at least this fraction of the largest's "
+            "voxels (0 = keep keep_largest components whatever their size)"));
         info.settings.push_back(body_min_hu_setting());
         append(info.settings, postprocess_settings(2, true, 0.0));
         info.segments.push_back(
@@ -114,6 +122,11 @@ private:
                         thread_count(context));
         if (auto status = postprocess(*mask, settings, context); !status) {
             return status.error();
+        }
+        if (const double fraction = settings.get_double("second_min_fraction"); fraction > 0.0) {
+            ComponentFilter filter;
+            filter.min_fraction_of_largest = fraction;
+            filter_components(*mask, filter, thread_count(context));
         }
         return mask;
     }

@@ -484,6 +484,14 @@ std::size_t filter_components(LabelMap& mask, const ComponentFilter& filter, uns
                          [&](std::uint32_t a, std::uint32_t b) { return c.sizes[a] > c.sizes[b]; });
         order.resize(filter.keep_largest);
     }
+    if (filter.min_fraction_of_largest > 0.0 && !order.empty()) {
+        std::uint64_t largest = 0;
+        for (const std::uint32_t id : order) {
+            largest = std::max(largest, c.sizes[id]);
+        }
+        const double floor = filter.min_fraction_of_largest * static_cast<double>(largest);
+        std::erase_if(order, [&](std::uint32_t id) { return static_cast<double>(c.sizes[id]) < floor; });
+    }
     if (order.size() == count) {
         return count;
     }

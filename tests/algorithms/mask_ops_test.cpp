@@ -245,6 +245,17 @@ TEST(Components, KeepLargestAndMinimumSize) {
     LabelMap none = m;
     EXPECT_EQ(filter_components(none, {0, 7, Connectivity::Faces}), 0U);
     EXPECT_EQ(count_foreground(none), 0U);
+
+    // Sizes 6, 1, 2, 2: at half of the largest only the 6 stays; at a third the two pairs
+    // stay too (2 >= 6 / 3) and only the single voxel goes.
+    LabelMap half = m;
+    EXPECT_EQ(filter_components(half, {0, 0, Connectivity::Faces, 0.5}), 1U);
+    EXPECT_EQ(count_foreground(half), 6U);
+    LabelMap third = m;
+    EXPECT_EQ(filter_components(third, {2, 0, Connectivity::Faces, 0.5}), 1U);
+    LabelMap kept = m;
+    EXPECT_EQ(filter_components(kept, {0, 0, Connectivity::Faces, 1.0 / 3.0}), 3U);
+    EXPECT_EQ(count_foreground(kept), 10U);
 }
 
 TEST(Components, FilterMatchesReferenceOnRandomMasksWithThreads) {

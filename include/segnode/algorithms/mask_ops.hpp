@@ -26,11 +26,13 @@ struct ComponentFilter {
     std::size_t keep_largest = 0; ///< keep only this many largest components; 0 = all
     std::uint64_t min_voxels = 0; ///< remove components with fewer voxels first
     Connectivity connectivity = Connectivity::Faces;
+    /// Then remove components smaller than this fraction of the largest (0 = off).
+    double min_fraction_of_largest = 0.0;
 };
 
 /// Sets to 0 the components smaller than min_voxels, then all but the keep_largest largest of
-/// the rest (equal sizes: the one reached first in index order wins). Returns how many
-/// components remain.
+/// the rest (equal sizes: the one reached first in index order wins), then those smaller than
+/// min_fraction_of_largest of the largest. Returns how many components remain.
 std::size_t filter_components(LabelMap& mask, const ComponentFilter& filter, unsigned threads = 1);
 
 /// 2D hole filling, plane by plane: in each plane perpendicular to index axis `axis` (2 = the
