@@ -5,6 +5,7 @@
 
 #include "segnode/core/clock.hpp"
 #include "segnode/core/uid.hpp"
+#include "segnode/pipeline/index_writer.hpp"
 #include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
@@ -36,8 +37,9 @@ void ConnectionPool::release(std::unique_ptr<store::Database> db) {
     m_idle.push_back(std::move(db));
 }
 
-Receiver::Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool)
-    : m_config(config), m_workdir(workdir), m_pool(pool) {}
+Receiver::Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool,
+                   IndexWriter& index)
+    : m_config(config), m_workdir(workdir), m_pool(pool), m_index_writer(index) {}
 
 std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) {
     try {
@@ -213,10 +215,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         fs::remove(in.temp_file, ec);
         return {status::out_of_resources, "cannot write the instance: " + st.error().message};
     }
-    const auto writing = m_pool.write_lock();
-    const auto outcome =
-        index.record_instance(row, m_config.series.late_instance_policy ==
-                                       LateInstancePolicy::Reopen);
+    const auto outcome = m_index_writer.record(row);
     if (outcome.series_created) {
         spdlog::info("series {} ({} {}, patient {}) receiving from {}", in.series_uid,
                      in.modality, in.series_description, in.patient_id, assoc.calling_ae);
@@ -227,6 +226,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
                                "(series.late_instance_policy = reopen)"
                              : "instance arrived after the series was complete; recorded "
                                "(series.late_instance_policy = record)";
+        const auto writing = m_pool.write_lock();
         index.record_event(assoc.id, at, in.sop_instance_uid, "late", status::success, detail);
         spdlog::warn("series {}: {}", in.series_uid, detail);
     }

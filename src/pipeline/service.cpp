@@ -13,6 +13,7 @@
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/store_scp.hpp"
 #include "segnode/pipeline/completion.hpp"
+#include "segnode/pipeline/index_writer.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
@@ -77,7 +78,9 @@ int run_service(const Config& config) {
     }
 
     ConnectionPool pool(workdir.db_path());
-    Receiver receiver(config, workdir, pool);
+    IndexWriter index_writer(pool, config.series.late_instance_policy ==
+                                       LateInstancePolicy::Reopen);
+    Receiver receiver(config, workdir, pool, index_writer);
     CompletionMonitor completion(config.series, pool);
     receiver.set_release_listener(
         [&completion](std::int64_t assoc_id) { completion.association_released(assoc_id); });

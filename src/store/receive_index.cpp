@@ -45,6 +45,11 @@ SeriesRow read_series(const Statement& st) {
     return r;
 }
 
+/// 0 means "not recorded" (e.g. the association row could not be written): store NULL.
+std::optional<std::int64_t> association_or_null(std::int64_t id) {
+    return id > 0 ? std::optional<std::int64_t>(id) : std::nullopt;
+}
+
 std::int64_t count(Database& db, const char* sql) {
     auto st = db.prepare(sql);
     st.step();
@@ -118,8 +123,15 @@ std::optional<StoredInstance> ReceiveIndex::find_instance(const std::string& sop
 }
 
 RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_late) {
-    RecordOutcome outcome;
     Transaction tx(m_db);
+    const RecordOutcome outcome = record_instance_in_transaction(in, reopen_late);
+    tx.commit();
+    return outcome;
+}
+
+RecordOutcome ReceiveIndex::record_instance_in_transaction(const NewInstance& in,
+                                                          bool reopen_late) {
+    RecordOutcome outcome;
     std::int64_t series_id = 0;
     {
         auto find = m_db.prepare("SELECT id, state FROM series WHERE series_uid = ?");
@@ -153,7 +165,7 @@ RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_l
             .bind(14, in.peer_address)
             .bind(15, in.received_at)
             .bind(16, in.received_at)
-            .bind(17, in.association_id)
+            .bind(17, association_or_null(in.association_id))
             .run();
         series_id = m_db.last_insert_rowid();
         outcome.series_created = true;
@@ -169,7 +181,7 @@ RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_l
         .bind(6, in.relpath)
         .bind(7, in.size_bytes)
         .bind(8, in.received_at)
-        .bind(9, in.association_id)
+        .bind(9, association_or_null(in.association_id))
         .run();
     const bool reopen = outcome.late && reopen_late;
     outcome.reopened = reopen;
@@ -179,13 +191,12 @@ RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_l
                  "state = CASE WHEN ? THEN 'receiving' ELSE state END, "
                  "completed_at = CASE WHEN ? THEN NULL ELSE completed_at END WHERE id = ?")
         .bind(1, in.received_at)
-        .bind(2, in.association_id)
+        .bind(2, association_or_null(in.association_id))
         .bind(3, static_cast<std::int64_t>(outcome.late ? 1 : 0))
         .bind(4, static_cast<std::int64_t>(reopen ? 1 : 0))
         .bind(5, static_cast<std::int64_t>(reopen ? 1 : 0))
         .bind(6, series_id)
         .run();
-    tx.commit();
     return outcome;
 }
 
@@ -196,7 +207,7 @@ void ReceiveIndex::replace_instance(const NewInstance& in) {
         .bind(2, in.relpath)
         .bind(3, in.size_bytes)
         .bind(4, in.received_at)
-        .bind(5, in.association_id)
+        .bind(5, association_or_null(in.association_id))
         .bind(6, in.sop_instance_uid)
         .run();
 }

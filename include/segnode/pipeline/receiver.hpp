@@ -57,9 +57,13 @@ private:
     std::recursive_mutex m_write_mutex;
 };
 
+class IndexWriter;
+
 class Receiver : public dicom::ReceiveHandler {
 public:
-    Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool);
+    /// `index` records new instances (group commit); see index_writer.hpp.
+    Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool,
+             IndexWriter& index);
 
     /// Called with the association id when an association is released normally.
     void set_release_listener(std::function<void(std::int64_t)> listener) {
@@ -90,6 +94,7 @@ private:
     const Config& m_config;
     const store::Workdir& m_workdir;
     ConnectionPool& m_pool;
+    IndexWriter& m_index_writer;
     std::array<std::mutex, 64> m_sop_locks;
     std::function<void(std::int64_t)> m_on_release;
 };

@@ -102,6 +102,8 @@ public:
     /// Inserts the instance, creating or updating its series, in one transaction. With
     /// `reopen_late`, a late instance sends a complete/routed series back to `receiving`.
     RecordOutcome record_instance(const NewInstance& instance, bool reopen_late);
+    /// The same inside the caller's transaction (for group commit).
+    RecordOutcome record_instance_in_transaction(const NewInstance& instance, bool reopen_late);
     /// Points an existing instance row at new content (duplicate policy "replace").
     void replace_instance(const NewInstance& instance);
 
