@@ -240,14 +240,14 @@ void ReceiveIndex::add_quarantine(std::int64_t at, const std::string& relpath,
         .run();
 }
 
-std::vector<SeriesRow> ReceiveIndex::complete_quiet_series(std::int64_t cutoff,
-                                                           std::int64_t now) {
+std::vector<SeriesRow> ReceiveIndex::complete_receiving(const std::string& condition,
+                                                        std::int64_t value, std::int64_t now) {
     std::vector<SeriesRow> done;
     Transaction tx(m_db);
     {
         auto st = m_db.prepare(std::string("SELECT ") + k_series_columns +
-                               " FROM series WHERE state='receiving' AND last_received_at <= ?");
-        st.bind(1, cutoff);
+                               " FROM series WHERE state='receiving' AND " + condition);
+        st.bind(1, value);
         while (st.step()) {
             done.push_back(read_series(st));
         }
@@ -263,27 +263,14 @@ std::vector<SeriesRow> ReceiveIndex::complete_quiet_series(std::int64_t cutoff,
     return done;
 }
 
+std::vector<SeriesRow> ReceiveIndex::complete_quiet_series(std::int64_t cutoff,
+                                                           std::int64_t now) {
+    return complete_receiving("last_received_at <= ?", cutoff, now);
+}
+
 std::vector<SeriesRow> ReceiveIndex::complete_series_of_association(std::int64_t association_id,
                                                                     std::int64_t now) {
-    std::vector<SeriesRow> done;
-    Transaction tx(m_db);
-    {
-        auto st = m_db.prepare(std::string("SELECT ") + k_series_columns +
-                               " FROM series WHERE state='receiving' AND last_association = ?");
-        st.bind(1, association_id);
-        while (st.step()) {
-            done.push_back(read_series(st));
-        }
-    }
-    auto upd = m_db.prepare("UPDATE series SET state='complete', completed_at=? WHERE id=?");
-    for (auto& row : done) {
-        upd.bind(1, now).bind(2, row.id).run();
-        upd.reset();
-        row.state = SeriesState::Complete;
-        row.completed_at = now;
-    }
-    tx.commit();
-    return done;
+    return complete_receiving("last_association = ?", association_id, now);
 }
 
 std::optional<SeriesRow> ReceiveIndex::find_series(const std::string& series_uid) {

@@ -126,6 +126,11 @@ public:
     Counts counts();
 
 private:
+    /// Marks `receiving` series matching `condition` (SQL with one `?` bound to `value`) as
+    /// complete at `now`, in one transaction; returns them.
+    std::vector<SeriesRow> complete_receiving(const std::string& condition, std::int64_t value,
+                                              std::int64_t now);
+
     Database& m_db;
 };
 
