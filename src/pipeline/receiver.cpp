@@ -130,7 +130,6 @@ StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
 
 StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
                                    const dicom::ReceivedInstance& in) {
-    const bool durable = m_config.storage.fsync;
     auto rel = m_workdir.instance_relpath(in.study_uid, in.series_uid, in.sop_instance_uid);
     if (!rel) {
         // Unreachable after the checks in store(), kept as a guard for path safety.
@@ -179,13 +178,8 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
             return {};
         }
         if (m_config.storage.duplicate_policy == DuplicatePolicy::Replace) {
-            if (auto st = store::durable_rename(in.temp_file, m_workdir.root() / *rel, durable);
-                !st) {
-                spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
-                std::error_code ec;
-                fs::remove(in.temp_file, ec);
-                return {status::out_of_resources, "cannot write the instance: " +
-                                                      st.error().message};
+            if (auto failed = move_into_store(in, *rel)) {
+                return *failed;
             }
             const auto writing = m_pool.write_lock();
             store::Transaction tx(*db);
@@ -209,11 +203,8 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         return {};
     }
 
-    if (auto st = store::durable_rename(in.temp_file, m_workdir.root() / *rel, durable); !st) {
-        spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
-        std::error_code ec;
-        fs::remove(in.temp_file, ec);
-        return {status::out_of_resources, "cannot write the instance: " + st.error().message};
+    if (auto failed = move_into_store(in, *rel)) {
+        return *failed;
     }
     const auto outcome = m_index_writer.record(row);
     if (outcome.series_created) {
@@ -232,6 +223,19 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
     }
     spdlog::debug("stored {} ({} bytes)", row.relpath, row.size_bytes);
     return {};
+}
+
+std::optional<StoreStatus> Receiver::move_into_store(const dicom::ReceivedInstance& in,
+                                                     const fs::path& relpath) {
+    auto st = store::durable_rename(in.temp_file, m_workdir.root() / relpath,
+                                    m_config.storage.fsync);
+    if (st) {
+        return std::nullopt;
+    }
+    spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
+    std::error_code ec;
+    fs::remove(in.temp_file, ec);
+    return StoreStatus{status::out_of_resources, "cannot write the instance: " + st.error().message};
 }
 
 void Receiver::refused(const dicom::AssociationInfo& assoc, const std::string& sop_instance_uid,

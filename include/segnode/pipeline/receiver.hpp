@@ -6,6 +6,7 @@
 #include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <vector>
 
@@ -86,6 +87,10 @@ public:
 private:
     dicom::StoreStatus store_locked(const dicom::AssociationInfo& assoc,
                                     const dicom::ReceivedInstance& instance);
+    /// Durably moves the received file to `relpath`; on failure removes it and returns the
+    /// "out of resources" status to answer with.
+    std::optional<dicom::StoreStatus> move_into_store(const dicom::ReceivedInstance& in,
+                                                      const std::filesystem::path& relpath);
     /// Moves a refused file to quarantine/ with a .reason.txt beside it and indexes it.
     void quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
                     const std::filesystem::path& file, const std::string& reason);
