@@ -35,7 +35,7 @@ std::optional<Config> resolve_config(const GlobalOptions& o) {
     return config;
 }
 
-std::optional<store::Database> open_database(const Config& config, bool create) {
+std::optional<store::Database> open_database(const Config& config, bool create, int* applied) {
     const store::Workdir workdir(config.node.workdir);
     if (create) {
         if (auto st = workdir.ensure(); !st) {
@@ -59,10 +59,13 @@ std::optional<store::Database> open_database(const Config& config, bool create) 
         return std::nullopt;
     }
     if (create) {
-        auto applied = store::migrate(*db);
-        if (!applied) {
-            std::cerr << applied.error().message << "\n";
+        auto migrated = store::migrate(*db);
+        if (!migrated) {
+            std::cerr << migrated.error().message << "\n";
             return std::nullopt;
+        }
+        if (applied != nullptr) {
+            *applied = *migrated;
         }
     } else if (store::schema_version(*db) != store::latest_schema_version()) {
         std::cerr << workdir.db_path().string() << ": schema version "

@@ -21,8 +21,10 @@ void add_global_options(CLI::App& app, GlobalOptions& options);
 std::optional<Config> resolve_config(const GlobalOptions& options);
 
 /// Opens the database of the configured working directory; with `create`, creates the
-/// working directory and applies migrations first. Prints the error and returns nullopt.
-std::optional<store::Database> open_database(const Config& config, bool create);
+/// working directory and applies migrations first (their number goes to `*applied` when
+/// given). Prints the error and returns nullopt.
+std::optional<store::Database> open_database(const Config& config, bool create,
+                                             int* applied = nullptr);
 
 void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code);

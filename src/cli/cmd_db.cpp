@@ -3,7 +3,6 @@
 #include "cli_common.hpp"
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
-#include "segnode/store/workdir.hpp"
 
 namespace segnode::cli {
 
@@ -18,26 +17,14 @@ void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
-        const store::Workdir workdir(config->node.workdir);
-        if (auto st = workdir.ensure(); !st) {
-            std::cerr << st.error().message << "\n";
-            exit_code = 1;
-            return;
-        }
-        auto db = store::Database::open(workdir.db_path(), store::Database::Mode::ReadWriteCreate);
+        int applied = 0;
+        auto db = open_database(*config, true, &applied);
         if (!db) {
-            std::cerr << db.error().message << "\n";
             exit_code = 1;
             return;
         }
-        auto applied = store::migrate(*db);
-        if (!applied) {
-            std::cerr << applied.error().message << "\n";
-            exit_code = 1;
-            return;
-        }
-        std::cout << workdir.db_path().string() << ": schema version "
-                  << store::schema_version(*db) << " (" << *applied << " migration(s) applied)\n";
+        std::cout << db->path().string() << ": schema version " << store::schema_version(*db)
+                  << " (" << applied << " migration(s) applied)\n";
     });
 
     auto* status = cmd->add_subcommand("status", "Schema version and counts");
