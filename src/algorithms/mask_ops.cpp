@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
 namespace segnode::algorithms {
@@ -420,15 +421,27 @@ void dilate_line(const std::uint8_t* in, std::uint8_t* out, std::size_t n, std::
 // (very cheap cost model) vectorises them; the tails are scalar.
 constexpr std::size_t simd_block = 64;
 
+namespace {
+/// [lower, upper] clipped to int16 (int16 bounds keep the comparisons 8 lanes wide), or
+/// nullopt when no int16 value lies in it.
+std::optional<std::pair<std::int16_t, std::int16_t>> int16_range(std::int32_t lower,
+                                                                 std::int32_t upper) {
+    if (lower > upper || lower > 32767 || upper < -32768) {
+        return std::nullopt;
+    }
+    return std::pair{static_cast<std::int16_t>(std::max(lower, -32768)),
+                     static_cast<std::int16_t>(std::min(upper, 32767))};
+}
+} // namespace
+
 void threshold_span(const std::int16_t* __restrict in, std::uint8_t* __restrict out, std::size_t n,
                     std::int32_t lower, std::int32_t upper) {
-    if (lower > upper || lower > 32767 || upper < -32768) {
+    const auto range = int16_range(lower, upper);
+    if (!range) {
         std::memset(out, 0, n);
         return;
     }
-    // int16 bounds keep the comparisons 8 lanes wide.
-    const auto lo = static_cast<std::int16_t>(std::max(lower, -32768));
-    const auto hi = static_cast<std::int16_t>(std::min(upper, 32767));
+    const auto [lo, hi] = *range;
     std::size_t i = 0;
     for (; i + simd_block <= n; i += simd_block) {
         for (std::size_t b = 0; b < simd_block; ++b) {
@@ -444,12 +457,12 @@ void threshold_span(const std::int16_t* __restrict in, std::uint8_t* __restrict 
 
 void intersect_span(const std::int16_t* __restrict in, std::uint8_t* __restrict mask, std::size_t n,
                     std::int32_t lower, std::int32_t upper) {
-    if (lower > upper || lower > 32767 || upper < -32768) {
+    const auto range = int16_range(lower, upper);
+    if (!range) {
         std::memset(mask, 0, n);
         return;
     }
-    const auto lo = static_cast<std::int16_t>(std::max(lower, -32768));
-    const auto hi = static_cast<std::int16_t>(std::min(upper, 32767));
+    const auto [lo, hi] = *range;
     std::size_t i = 0;
     for (; i + simd_block <= n; i += simd_block) {
         for (std::size_t b = 0; b < simd_block; ++b) {
