@@ -283,39 +283,6 @@ std::optional<SeriesRow> ReceiveIndex::find_series(const std::string& series_uid
     return read_series(st);
 }
 
-std::vector<SeriesRow> ReceiveIndex::list_series(std::optional<SeriesState> state, int limit) {
-    std::string sql = std::string("SELECT ") + k_series_columns + " FROM series";
-    if (state) {
-        sql += " WHERE state = ?";
-    }
-    sql += " ORDER BY last_received_at DESC LIMIT ?";
-    auto st = m_db.prepare(sql);
-    int idx = 1;
-    if (state) {
-        st.bind(idx++, to_string(*state));
-    }
-    st.bind(idx, static_cast<std::int64_t>(limit));
-    std::vector<SeriesRow> rows;
-    while (st.step()) {
-        rows.push_back(read_series(st));
-    }
-    return rows;
-}
-
-std::vector<StoredInstance> ReceiveIndex::series_instances(const std::string& series_uid) {
-    auto st = m_db.prepare(
-        "SELECT i.id, i.sop_instance_uid, i.sop_class_uid, s.series_uid, i.path, i.size_bytes "
-        "FROM instances i JOIN series s ON s.id = i.series_id WHERE s.series_uid = ? "
-        "ORDER BY i.id");
-    st.bind(1, series_uid);
-    std::vector<StoredInstance> rows;
-    while (st.step()) {
-        rows.push_back({st.column_int64(0), st.column_text(1), st.column_text(2),
-                        st.column_text(3), st.column_text(4), st.column_int64(5)});
-    }
-    return rows;
-}
-
 Counts ReceiveIndex::counts() {
     Counts c;
     c.instances = count(m_db, "SELECT count(*) FROM instances");

@@ -121,8 +121,6 @@ public:
                                                           std::int64_t now);
 
     std::optional<SeriesRow> find_series(const std::string& series_uid);
-    std::vector<SeriesRow> list_series(std::optional<SeriesState> state, int limit);
-    std::vector<StoredInstance> series_instances(const std::string& series_uid);
     Counts counts();
 
 private:
