@@ -6,6 +6,7 @@
 // The layer is plain C++ (no DCMTK, no ITK): the built-ins are loops over the voxel buffer.
 #include "segnode/algorithms/settings.hpp"
 #include "segnode/core/result.hpp"
+#include "segnode/core/segment.hpp"
 #include "segnode/core/volume.hpp"
 
 #include <array>
@@ -20,21 +21,9 @@
 
 namespace segnode::algorithms {
 
-/// A coded concept as DICOM writes it (Code Value, Coding Scheme Designator, Code Meaning).
-struct CodedConcept {
-    std::string value;
-    std::string scheme; ///< "SCT" for SNOMED CT
-    std::string meaning;
-};
-
-/// One segment an algorithm produces: the voxels of the label map equal to `label`.
-struct SegmentInfo {
-    std::uint8_t label = 1; ///< 1..255, the SEG segment number and RTSTRUCT ROI number
-    std::string name;       ///< SEG SegmentLabel / RTSTRUCT ROIName
-    CodedConcept category;  ///< Segmented Property Category (CID 7150)
-    CodedConcept type;      ///< Segmented Property Type (CID 7151 and the groups it names)
-    std::array<std::uint8_t, 3> rgb{}; ///< recommended display colour (sRGB)
-};
+// CodedConcept and SegmentInfo live in core (segment.hpp): the dicom writers use them too.
+using segnode::CodedConcept;
+using segnode::SegmentInfo;
 
 struct AlgorithmInfo {
     std::string name;    ///< registry key: lower case letters, digits, '_' and '-'
