@@ -9,10 +9,13 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "config_detail.hpp"
 #include "segnode/core/logging.hpp"
+#include "segnode/core/uid.hpp"
 
 namespace segnode {
-namespace {
+
+namespace config_detail {
 
 std::string where(const std::string& file, const toml::source_region& src) {
     std::ostringstream out;
@@ -72,6 +75,12 @@ std::optional<std::string> ip_problem(const std::string& host) {
     }
     return "'" + host + "' is not an IP address (host names are not resolved)";
 }
+
+} // namespace config_detail
+
+namespace {
+
+using namespace config_detail;
 
 
 template <typename Section>
@@ -222,6 +231,65 @@ const std::map<std::string, KeyDef>& key_table() {
         {"series.complete_on_association_release",
          {bool_in(&Config::series, &SeriesConfig::complete_on_association_release),
           "complete on release"}},
+        {"jobs.workers", {uint_in(&Config::jobs, &JobsConfig::workers, 1, 64), "workers"}},
+        {"jobs.algorithm_threads",
+         {uint_in(&Config::jobs, &JobsConfig::algorithm_threads, 0, 256), "threads per job"}},
+        {"jobs.timeout_s", {uint_in(&Config::jobs, &JobsConfig::timeout_s, 10, 86400), "timeout"}},
+        {"jobs.max_volume_mb",
+         {uint_in(&Config::jobs, &JobsConfig::max_volume_mb, 1, 1048576), "volume guard"}},
+        {"jobs.poll_interval_ms",
+         {uint_in(&Config::jobs, &JobsConfig::poll_interval_ms, 10, 60000), "poll interval"}},
+        {"send.attempts", {uint_in(&Config::send, &SendConfig::attempts, 1, 100), "attempts"}},
+        {"send.initial_delay_s",
+         {uint_in(&Config::send, &SendConfig::initial_delay_s, 0, 3600), "first retry delay"}},
+        {"send.max_delay_s",
+         {uint_in(&Config::send, &SendConfig::max_delay_s, 0, 86400), "max retry delay"}},
+        {"send.connect_timeout_s",
+         {uint_in(&Config::send, &SendConfig::connect_timeout_s, 1, 600), "connect timeout"}},
+        {"send.dimse_timeout_s",
+         {uint_in(&Config::send, &SendConfig::dimse_timeout_s, 1, 3600), "DIMSE timeout"}},
+        {"output.uid_root",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              if (auto e = read_string(n, c.output.uid_root)) {
+                  return e;
+              }
+              if (c.output.uid_root.empty()) {
+                  return std::nullopt;
+              }
+              if (auto e = uid_problem(c.output.uid_root)) {
+                  return "'" + c.output.uid_root + "' is not a UID root: " + *e;
+              }
+              // Room for "." + a 39-digit (128-bit) suffix.
+              if (c.output.uid_root.size() > 24) {
+                  return "'" + c.output.uid_root +
+                         "' is longer than 24 characters: generated UIDs would exceed 64";
+              }
+              return std::nullopt;
+          },
+          "UID root"}},
+        {"output.series_number",
+         {uint_in(&Config::output, &OutputConfig::series_number, 1, 2147483647),
+          "series number"}},
+        {"output.manufacturer",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              if (auto e = read_string(n, c.output.manufacturer)) {
+                  return e;
+              }
+              if (c.output.manufacturer.empty() || c.output.manufacturer.size() > 64 ||
+                  c.output.manufacturer.find('\\') != std::string::npos) {
+                  return "must be 1-64 characters without a backslash";
+              }
+              return std::nullopt;
+          },
+          "manufacturer"}},
+        {"retention.keep_hours",
+         {uint_in(&Config::retention, &RetentionConfig::keep_hours, 0, 876000), "keep hours"}},
+        {"retention.min_free_mb",
+         {uint_in(&Config::retention, &RetentionConfig::min_free_mb, 0, 104857600),
+          "free space guard"}},
+        {"retention.check_interval_s",
+         {uint_in(&Config::retention, &RetentionConfig::check_interval_s, 1, 86400),
+          "retention interval"}},
         {"series.late_instance_policy",
          {[](const toml::node& n, Config& c) -> std::optional<std::string> {
               std::string s;
@@ -269,7 +337,7 @@ std::string suggestion(const std::string& key) {
             best = known;
         }
     }
-    if (key == "dicom.allowed_callers") {
+    if (key == "dicom.allowed_callers" || key == "node.extra_ae_titles") {
         return {};
     }
     return best_d <= 3 ? " (did you mean '" + best + "'?)" : std::string{};
@@ -278,13 +346,22 @@ std::string suggestion(const std::string& key) {
 Result<Config> from_table(const toml::table& root, const std::string& file) {
     Config config;
     config.source = file;
-    static const std::vector<std::string> sections = {"node", "log", "dicom", "storage",
-                                                      "series"};
+    static const std::vector<std::string> sections = {
+        "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention"};
     for (const auto& [sk, sv] : root) {
         const std::string section(sk.str());
+        if (section == "peers" || section == "rules") {
+            auto err = section == "peers" ? set_peers(sv, config, file)
+                                          : set_rules(sv, config, file);
+            if (err) {
+                return Error{*err};
+            }
+            continue;
+        }
         if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
             return Error{where(file, sk.source()) + ": unknown section '" + section +
-                         "' (known: node, log, dicom, storage, series)"};
+                         "' (known: node, log, dicom, storage, series, jobs, send, output, "
+                         "retention, [[peers]], [[rules]])"};
         }
         const auto* tbl = sv.as_table();
         if (tbl == nullptr) {
@@ -292,6 +369,12 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
         }
         for (const auto& [k, v] : *tbl) {
             const std::string key = section + "." + std::string(k.str());
+            if (key == "node.extra_ae_titles") {
+                if (auto err = set_extra_ae_titles(v, config)) {
+                    return Error{where(file, v.source()) + ": " + key + ": " + *err};
+                }
+                continue;
+            }
             if (key == "dicom.allowed_callers") {
                 if (auto err = set_allowed_callers(v, config, file)) {
                     // Errors from inside the array already carry their own position.
@@ -312,10 +395,28 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
             }
         }
     }
+    if (auto err = check_cross_references(config)) {
+        return Error{*err};
+    }
     return config;
 }
 
 } // namespace
+
+const PeerConfig* Config::find_peer(std::string_view name) const {
+    for (const PeerConfig& peer : peers) {
+        if (peer.name == name) {
+            return &peer;
+        }
+    }
+    return nullptr;
+}
+
+std::vector<std::string> Config::called_ae_titles() const {
+    std::vector<std::string> titles{node.ae_title};
+    titles.insert(titles.end(), node.extra_ae_titles.begin(), node.extra_ae_titles.end());
+    return titles;
+}
 
 std::optional<std::string> ae_title_problem(std::string_view ae) {
     if (ae.empty()) {
@@ -395,6 +496,10 @@ std::string_view to_string(DuplicatePolicy policy) {
 
 std::string_view to_string(LateInstancePolicy policy) {
     return policy == LateInstancePolicy::Reopen ? "reopen" : "record";
+}
+
+std::string_view to_string(OutputKind kind) {
+    return kind == OutputKind::Seg ? "seg" : "rtstruct";
 }
 
 } // namespace segnode

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "segnode/core/config.hpp"
@@ -192,4 +193,107 @@ TEST(Config, OverridesAreValidated) {
     ASSERT_FALSE(st.ok());
     EXPECT_NE(st.error().message.find("--ae-title"), std::string::npos);
     EXPECT_EQ(c.node.ae_title, "OTHER") << "a rejected override must not change the config";
+}
+
+TEST(ConfigRouting, ReadsPeersRulesAndPipelineSections) {
+    auto r = parse(R"TOML(
+[node]
+extra_ae_titles = ["SEG_LUNGS", "SEG_BODY"]
+[jobs]
+workers = 2
+timeout_s = 120
+max_volume_mb = 512
+[send]
+attempts = 3
+initial_delay_s = 1
+max_delay_s = 8
+[output]
+uid_root = "1.2.826.0.1.3680043.9"
+series_number = 777
+[retention]
+keep_hours = 0
+min_free_mb = 50
+
+[[peers]]
+name = "pacs"
+ae_title = "ORTHANC"
+host = "127.0.0.1"
+port = 4242
+
+[[rules]]
+name = "lungs"
+called_ae = "SEG_LUNGS"
+modality = "ct"
+series_description = "(chest|thorax)"
+min_instances = 20
+algorithm = "lungs"
+settings = { keep_largest = true, min_hu = -900, fraction = 0.25, mode = "fast" }
+outputs = ["seg", "rtstruct"]
+destination = "pacs"
+
+[[rules]]
+algorithm = "body"
+)TOML");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->called_ae_titles(), (std::vector<std::string>{"SEGNODE", "SEG_LUNGS", "SEG_BODY"}));
+    EXPECT_EQ(r->jobs.workers, 2U);
+    EXPECT_EQ(r->send.max_delay_s, 8U);
+    EXPECT_EQ(r->output.uid_root, "1.2.826.0.1.3680043.9");
+    EXPECT_EQ(r->retention.min_free_mb, 50U);
+    ASSERT_EQ(r->peers.size(), 1U);
+    EXPECT_EQ(r->peers[0].port, 4242);
+    ASSERT_NE(r->find_peer("pacs"), nullptr);
+    EXPECT_EQ(r->find_peer("nope"), nullptr);
+    ASSERT_EQ(r->rules.size(), 2U);
+    const RuleConfig& lungs = r->rules[0];
+    EXPECT_EQ(lungs.modality, "CT") << "modality is compared upper-case";
+    EXPECT_EQ(lungs.min_instances, 20U);
+    EXPECT_EQ(lungs.outputs, (std::vector<OutputKind>{OutputKind::Seg, OutputKind::Rtstruct}));
+    const std::vector<std::pair<std::string, std::string>> settings{
+        {"fraction", "0.25"}, {"keep_largest", "true"}, {"min_hu", "-900"}, {"mode", "fast"}};
+    auto sorted = lungs.settings;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, settings);
+    EXPECT_NE(lungs.algorithm_where.find("test.toml:"), std::string::npos);
+    // Defaults of the second rule.
+    EXPECT_EQ(r->rules[1].name, "rule2");
+    EXPECT_EQ(r->rules[1].destination, "sender");
+    EXPECT_EQ(r->rules[1].outputs, std::vector<OutputKind>{OutputKind::Seg});
+}
+
+TEST(ConfigRouting, ErrorsNameFileLineAndKey) {
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\ndestination = \"pacs\"\n")
+                  .find("test.toml:1:1: rules[0] (rule1).destination: unknown peer 'pacs'"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\nseries_description = \"(chest\"\n")
+                  .find("test.toml:3:22: rules[0].series_description: '(chest' is not a valid "
+                        "regular expression"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\nbody_prt = \"CHEST\"\n")
+                  .find("test.toml:3:1: rules[0].body_prt: unknown key"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\noutputs = [\"seg\", \"png\"]\n")
+                  .find("'png' is not an output"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[rules]]\nmodality = \"CT\"\n").find("test.toml:1:1: rules[0]: 'algorithm' is required"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\ncalled_ae = \"OTHER\"\n")
+                  .find("'OTHER' is not one of this node's AE titles"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[peers]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"h\"\n")
+                  .find("test.toml:1:1: peers[0]: name, ae_title, host and port are required"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[peers]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nport = 70000\n")
+                  .find("test.toml:5:8: peers[0].port: value 70000 is out of range"),
+              std::string::npos);
+    EXPECT_NE(error_of("[[peers]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nport = 1\n"
+                       "[[peers]]\nname = \"a\"\nae_title = \"B\"\nhost = \"h\"\nport = 2\n")
+                  .find("peer 'a' is defined twice"),
+              std::string::npos);
+    EXPECT_NE(error_of("[node]\nextra_ae_titles = [\"SEGNODE\"]\n").find("listed twice"),
+              std::string::npos);
+    EXPECT_NE(error_of("[output]\nuid_root = \"1.2.3.\"\n").find("output.uid_root"),
+              std::string::npos);
+    EXPECT_NE(error_of("[jobs]\nworkers = 0\n").find("test.toml:2:11: jobs.workers"),
+              std::string::npos);
 }

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "segnode/core/result.hpp"
@@ -23,6 +24,9 @@ enum class LateInstancePolicy { Reopen, Record };
 
 struct NodeConfig {
     std::string ae_title = "SEGNODE";
+    /// Further called AE titles answered on the same port, so a PACS can target one rule
+    /// (one algorithm) per AE title; node.ae_title is also the calling AE of send-back.
+    std::vector<std::string> extra_ae_titles;
     std::filesystem::path workdir = "./var";
     unsigned shutdown_grace_s = 30; ///< how long in-flight associations may run on at shutdown
 };
@@ -53,6 +57,67 @@ struct SeriesConfig {
     LateInstancePolicy late_instance_policy = LateInstancePolicy::Reopen;
 };
 
+/// A DICOM node segnode sends results to (and may echo).
+struct PeerConfig {
+    std::string name;     ///< referenced by rules' `destination`
+    std::string ae_title; ///< its (called) AE title
+    std::string host;     ///< IP address or host name
+    std::uint16_t port = 104;
+    std::string where; ///< file:line:column of the entry, for later checks
+};
+
+enum class OutputKind { Seg, Rtstruct };
+
+/// One routing rule: match keys (all given must match) and the action.
+struct RuleConfig {
+    std::string name;
+    // match (empty / 0: any)
+    std::string called_ae;
+    std::string calling_ae;
+    std::string modality;           ///< compared case-insensitively
+    std::string series_description; ///< ECMAScript regex, searched, case-insensitive
+    std::string body_part;          ///< BodyPartExamined, compared case-insensitively
+    unsigned min_instances = 0;
+    // action
+    std::string algorithm;
+    std::vector<std::pair<std::string, std::string>> settings; ///< overrides, as text
+    std::vector<OutputKind> outputs{OutputKind::Seg};
+    std::string destination = "sender"; ///< a peer name, or "sender"
+    /// file:line:column of the rule, its algorithm and settings, for checks that need the
+    /// algorithm registry (done above core).
+    std::string where;
+    std::string algorithm_where;
+    std::string settings_where;
+};
+
+struct JobsConfig {
+    unsigned workers = 1;          ///< jobs processed at once
+    unsigned algorithm_threads = 0; ///< threads per job; 0 = hardware threads
+    unsigned timeout_s = 1800;     ///< per job (load + algorithm + writers), not send-back
+    unsigned max_volume_mb = 2048; ///< larger volumes (int16 voxels) are refused
+    unsigned poll_interval_ms = 500;
+};
+
+struct SendConfig {
+    unsigned attempts = 6;            ///< send attempts per job before it fails
+    unsigned initial_delay_s = 2;     ///< first retry delay; doubles each attempt
+    unsigned max_delay_s = 300;       ///< cap of the retry delay
+    unsigned connect_timeout_s = 10;
+    unsigned dimse_timeout_s = 60;
+};
+
+struct OutputConfig {
+    std::string uid_root; ///< empty: 2.25 UUID-derived UIDs
+    unsigned series_number = 9901;
+    std::string manufacturer = "segnode";
+};
+
+struct RetentionConfig {
+    unsigned keep_hours = 168;      ///< finished work older than this is removed; 0 = never
+    unsigned min_free_mb = 1024;    ///< below this free space new C-STOREs are refused
+    unsigned check_interval_s = 60; ///< how often retention runs
+};
+
 struct Config {
     std::string source = "<defaults>"; ///< file the config came from
     NodeConfig node;
@@ -60,6 +125,16 @@ struct Config {
     DicomConfig dicom;
     StorageConfig storage;
     SeriesConfig series;
+    JobsConfig jobs;
+    SendConfig send;
+    OutputConfig output;
+    RetentionConfig retention;
+    std::vector<PeerConfig> peers;
+    std::vector<RuleConfig> rules;
+
+    [[nodiscard]] const PeerConfig* find_peer(std::string_view name) const;
+    /// node.ae_title followed by node.extra_ae_titles.
+    [[nodiscard]] std::vector<std::string> called_ae_titles() const;
 };
 
 /// Command-line overrides for the most common keys; validated like the file's values.
@@ -83,5 +158,6 @@ std::optional<std::string> ae_title_problem(std::string_view ae);
 
 std::string_view to_string(DuplicatePolicy policy);
 std::string_view to_string(LateInstancePolicy policy);
+std::string_view to_string(OutputKind kind);
 
 } // namespace segnode

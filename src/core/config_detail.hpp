@@ -1,0 +1,34 @@
+#pragma once
+// Helpers shared by the config reader's files (config.cpp: scalar keys; config_tables.cpp:
+// the arrays of tables [[peers]] and [[rules]]). Every reader returns an error reason or
+// nothing; callers prefix it with file:line:column and the key.
+#include "segnode/core/config.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <toml++/toml.h>
+
+namespace segnode::config_detail {
+
+std::string where(const std::string& file, const toml::source_region& src);
+
+std::optional<std::string> read_uint(const toml::node& node, std::int64_t lo, std::int64_t hi,
+                                     unsigned& out);
+std::optional<std::string> read_bool(const toml::node& node, bool& out);
+std::optional<std::string> read_string(const toml::node& node, std::string& out);
+std::optional<std::string> ip_problem(const std::string& host);
+
+/// [[peers]]: replaces config.peers. Errors carry their own position.
+std::optional<std::string> set_peers(const toml::node& node, Config& config,
+                                     const std::string& file);
+/// [[rules]]: replaces config.rules. Errors carry their own position.
+std::optional<std::string> set_rules(const toml::node& node, Config& config,
+                                     const std::string& file);
+/// node.extra_ae_titles: an array of AE titles.
+std::optional<std::string> set_extra_ae_titles(const toml::node& node, Config& config);
+/// Checks across sections once everything is read: rules name known peers, AE titles are
+/// unique, rules' called_ae is one of ours.
+std::optional<std::string> check_cross_references(const Config& config);
+
+} // namespace segnode::config_detail
