@@ -134,12 +134,23 @@ RecordOutcome ReceiveIndex::record_instance_in_transaction(const NewInstance& in
     RecordOutcome outcome;
     std::int64_t series_id = 0;
     {
-        auto find = m_db.prepare("SELECT id, state FROM series WHERE series_uid = ?");
+        auto find =
+            m_db.prepare("SELECT id, state, purged_at IS NOT NULL FROM series WHERE series_uid = ?");
         find.bind(1, in.series.series_uid);
         if (find.step()) {
             series_id = find.column_int64(0);
             const SeriesState state = parse_state(find.column_text(1));
             outcome.late = state != SeriesState::Receiving;
+            if (find.column_int64(2) != 0) {
+                // Retention removed this series' data: it is received afresh, not late.
+                m_db.prepare("UPDATE series SET state = 'receiving', purged_at = NULL, "
+                             "completed_at = NULL, instance_count = 0, late_instances = 0, "
+                             "first_received_at = ? WHERE id = ?")
+                    .bind(1, in.received_at)
+                    .bind(2, series_id)
+                    .run();
+                outcome.late = false;
+            }
         }
     }
     if (series_id == 0) {
@@ -281,6 +292,87 @@ std::optional<SeriesRow> ReceiveIndex::find_series(const std::string& series_uid
         return std::nullopt;
     }
     return read_series(st);
+}
+
+std::optional<SeriesRow> ReceiveIndex::find_series(std::int64_t id) {
+    auto st = m_db.prepare(std::string("SELECT ") + k_series_columns + " FROM series WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) {
+        return std::nullopt;
+    }
+    return read_series(st);
+}
+
+std::vector<SeriesRow> ReceiveIndex::list_series(std::optional<SeriesState> state,
+                                                 std::int64_t limit) {
+    std::string sql = std::string("SELECT ") + k_series_columns + " FROM series";
+    if (state) {
+        sql += " WHERE state = ?";
+    }
+    sql += " ORDER BY last_received_at DESC, id DESC LIMIT ?";
+    auto st = m_db.prepare(sql);
+    int index = 1;
+    if (state) {
+        st.bind(index++, to_string(*state));
+    }
+    st.bind(index, limit);
+    std::vector<SeriesRow> rows;
+    while (st.step()) {
+        rows.push_back(read_series(st));
+    }
+    return rows;
+}
+
+std::vector<std::string> ReceiveIndex::series_files(std::int64_t series_id) {
+    auto st = m_db.prepare(
+        "SELECT path FROM instances WHERE series_id = ? ORDER BY sop_instance_uid");
+    st.bind(1, series_id);
+    std::vector<std::string> paths;
+    while (st.step()) {
+        paths.push_back(st.column_text(0));
+    }
+    return paths;
+}
+
+std::vector<SeriesRow> ReceiveIndex::series_to_route() {
+    auto st = m_db.prepare(std::string("SELECT ") + k_series_columns +
+                           " FROM series WHERE state = 'complete' ORDER BY completed_at, id");
+    std::vector<SeriesRow> rows;
+    while (st.step()) {
+        rows.push_back(read_series(st));
+    }
+    return rows;
+}
+
+bool ReceiveIndex::mark_routed(std::int64_t series_id, std::int64_t /*now*/) {
+    m_db.prepare("UPDATE series SET state = 'routed' WHERE id = ? AND state = 'complete'")
+        .bind(1, series_id)
+        .run();
+    return m_db.changes() == 1;
+}
+
+std::vector<SeriesRow> ReceiveIndex::purgeable_series(std::int64_t cutoff) {
+    auto st = m_db.prepare(
+        std::string("SELECT ") + k_series_columns +
+        " FROM series s WHERE state = 'routed' AND purged_at IS NULL AND last_received_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.series_id = s.id AND j.state IN "
+        "('queued', 'running', 'sending')) ORDER BY id");
+    st.bind(1, cutoff);
+    std::vector<SeriesRow> rows;
+    while (st.step()) {
+        rows.push_back(read_series(st));
+    }
+    return rows;
+}
+
+void ReceiveIndex::mark_series_purged(std::int64_t series_id, std::int64_t now) {
+    Transaction tx(m_db);
+    m_db.prepare("DELETE FROM instances WHERE series_id = ?").bind(1, series_id).run();
+    m_db.prepare("UPDATE series SET purged_at = ?, instance_count = 0 WHERE id = ?")
+        .bind(1, now)
+        .bind(2, series_id)
+        .run();
+    tx.commit();
 }
 
 Counts ReceiveIndex::counts() {

@@ -121,6 +121,21 @@ public:
                                                           std::int64_t now);
 
     std::optional<SeriesRow> find_series(const std::string& series_uid);
+    std::optional<SeriesRow> find_series(std::int64_t id);
+    /// Newest (last received) first; `state` empty: all.
+    std::vector<SeriesRow> list_series(std::optional<SeriesState> state, std::int64_t limit);
+    /// Relative paths of a series' instance files, in SOP Instance UID order.
+    std::vector<std::string> series_files(std::int64_t series_id);
+    /// Complete series waiting for routing, oldest first.
+    std::vector<SeriesRow> series_to_route();
+    /// complete -> routed; false if the series was no longer complete (e.g. reopened by a
+    /// late instance, which will complete and be routed again).
+    bool mark_routed(std::int64_t series_id, std::int64_t now);
+    /// Routed series last received before `cutoff`, not purged, with no unfinished job.
+    std::vector<SeriesRow> purgeable_series(std::int64_t cutoff);
+    /// Deletes the series' instance rows (the caller removes the files first) and marks it
+    /// purged. A later instance of the series starts it afresh (not a late instance).
+    void mark_series_purged(std::int64_t series_id, std::int64_t now);
     Counts counts();
 
 private:
