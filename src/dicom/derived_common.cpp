@@ -4,10 +4,13 @@
 #include "dcmtk/dcmdata/dcmetinf.h"
 #include "dcmtk/dcmdata/dcsequen.h"
 #include "dcmtk/dcmdata/dctag.h"
+#include "dcmtk/dcmdata/dcuid.h"
 #include "segnode/core/uid.hpp"
 #include "segnode/core/version.hpp"
 
 #include <array>
+#include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <system_error>
 #include <unistd.h>
@@ -263,23 +266,75 @@ Status put_code_sequence(DcmItem& item, const DcmTagKey& sequence, const CodedCo
     return ok_status();
 }
 
+std::string format_ds(double value) {
+    if (value == 0.0 || !std::isfinite(value)) {
+        return "0";
+    }
+    std::array<char, 32> buf{};
+    for (int precision = 15; precision > 0; --precision) {
+        const int n = std::snprintf(buf.data(), buf.size(), "%.*g", precision, value);
+        if (n > 0 && n <= 16) {
+            break;
+        }
+    }
+    std::string out(buf.data());
+    return out == "-0" ? "0" : out;
+}
+
+std::string format_ds(const std::vector<double>& values) {
+    std::string out;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i > 0) {
+            out += '\\';
+        }
+        out += format_ds(values[i]);
+    }
+    return out;
+}
+
 Status write_dicom_file(DcmFileFormat& file, const std::filesystem::path& path) {
     DcmMetaInfo* meta = file.getMetaInfo();
-    if (meta == nullptr) {
-        return Error{"no file meta information object"};
+    DcmDataset* dataset = file.getDataset();
+    if (meta == nullptr || dataset == nullptr) {
+        return Error{"no file meta information or data set object"};
     }
-    // DCMTK fills the rest of the meta header (SOP class/instance from the data set, transfer
-    // syntax) when saving in file format mode and keeps these two.
-    if (Status s = put_string(*meta, DCM_ImplementationClassUID, implementation_class_uid()); !s) {
-        return s;
+    OFString sop_class;
+    OFString sop_instance;
+    if (dataset->findAndGetOFString(DCM_SOPClassUID, sop_class).bad() ||
+        dataset->findAndGetOFString(DCM_SOPInstanceUID, sop_instance).bad()) {
+        return Error{"data set has no SOPClassUID or SOPInstanceUID for the file meta header"};
     }
-    if (Status s = put_string(*meta, DCM_ImplementationVersionName, implementation_version_name());
-        !s) {
-        return s;
+    // The whole meta header is written here and DCMTK told not to touch it: in its default
+    // file-format mode DCMTK 3.6.7 replaces the implementation class UID and version name with
+    // its own, and these files are segnode's.
+    const Uint8 version[2] = {0, 1};
+    OFCondition cond = meta->putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2);
+    if (cond.bad()) {
+        return condition_error("cannot write FileMetaInformationVersion", cond);
     }
-    const OFCondition cond =
-        file.saveFile(path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL,
-                      EPD_noChange, 0, 0, EWM_fileformat);
+    const std::pair<DcmTagKey, std::string> values[] = {
+        {DCM_MediaStorageSOPClassUID, sop_class.c_str()},
+        {DCM_MediaStorageSOPInstanceUID, sop_instance.c_str()},
+        {DCM_TransferSyntaxUID, UID_LittleEndianExplicitTransferSyntax},
+        {DCM_ImplementationClassUID, implementation_class_uid()},
+        {DCM_ImplementationVersionName, implementation_version_name()},
+    };
+    for (const auto& [tag, value] : values) {
+        if (Status s = put_string(*meta, tag, value); !s) {
+            return s;
+        }
+    }
+    // (0002,0000) must be present for DCMTK to fill in its value when not updating the meta.
+    cond = meta->putAndInsertUint32(DCM_FileMetaInformationGroupLength, 0);
+    if (cond.good()) {
+        cond = meta->computeGroupLengthAndPadding(EGL_withGL, EPD_noChange,
+                                                  EXS_LittleEndianExplicit, EET_ExplicitLength);
+    }
+    if (cond.bad()) {
+        return condition_error("cannot compute FileMetaInformationGroupLength", cond);
+    }
+    cond = file.saveFile(path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL,
+                         EPD_noChange, 0, 0, EWM_dontUpdateMeta);
     if (cond.bad()) {
         std::error_code ec;
         std::filesystem::remove(path, ec); // no half-written object left behind

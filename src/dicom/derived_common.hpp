@@ -21,6 +21,7 @@
 // put_code(item, code)          CodeValue, CodingSchemeDesignator, CodeMeaning into an item.
 // append_item(item, seq)        A new item appended to sequence `seq` (created if absent).
 // put_code_sequence(item, s, c) A sequence `s` holding one code item.
+// format_ds(v) / format_ds(vs)  Decimal String values of at most 16 characters each.
 // write_dicom_file(ff, path)    Saves as explicit VR little endian with a complete file meta
 //                               header (segnode's implementation class UID and version name).
 #include "dcmtk/config/osconfig.h"
@@ -36,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace segnode::dicom::detail {
 
@@ -79,6 +81,11 @@ Status put_code(DcmItem& item, const CodedConcept& code);
 Result<DcmItem*> append_item(DcmItem& item, const DcmTagKey& sequence);
 
 Status put_code_sequence(DcmItem& item, const DcmTagKey& sequence, const CodedConcept& code);
+
+/// A DS value (at most 16 characters, as precise as fits; never "-0").
+std::string format_ds(double value);
+/// Several DS values joined with backslashes.
+std::string format_ds(const std::vector<double>& values);
 
 /// Name of a tag for messages: "PatientName (0010,0010)".
 std::string tag_label(const DcmTagKey& tag);

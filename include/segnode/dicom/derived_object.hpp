@@ -35,6 +35,11 @@ struct DerivedObjectOptions {
     std::string content_creator = "SEGNODE"; ///< ContentCreatorName (PN)
     std::string algorithm_name;              ///< e.g. "body"
     std::string algorithm_version;           ///< e.g. "1.0.0"
+    /// SEG AlgorithmFamilyCodeSequence (CID 7162 "Surface Processing Algorithm Families").
+    /// The built-ins threshold and then clean up with connected components, hole filling and
+    /// opening, hence "Morphological Operations"; otsu could say (123105, DCM, "Histogram
+    /// Analysis"), a learned model (123110, DCM, "Artificial Intelligence").
+    CodedConcept algorithm_family{"123104", "DCM", "Morphological Operations"};
     std::string manufacturer = "segnode";
     /// Content/instance creation date and time; empty: now. Tests set it for stable output.
     std::optional<std::chrono::system_clock::time_point> now;

@@ -1,0 +1,581 @@
+#include "segnode/dicom/seg_writer.hpp"
+
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcdatset.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcsequen.h"
+#include "derived_common.hpp"
+#include "instance_header.hpp"
+#include "seg_pixels.hpp"
+#include "segnode/core/version.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <system_error>
+#include <unordered_set>
+
+namespace segnode::dicom {
+namespace {
+
+using detail::append_item;
+using detail::format_ds;
+using detail::put_code_sequence;
+using detail::put_string;
+using detail::SegFrame;
+
+constexpr const char* segmentation_storage = "1.2.840.10008.5.1.4.1.1.66.4";
+constexpr double geometry_tolerance = 1e-4;
+
+const CodedConcept purpose_source_image{"121322", "DCM",
+                                        "Source image for image processing operation"};
+const CodedConcept derivation_segmentation{"113076", "DCM", "Segmentation"};
+
+Error condition_error(const std::string& what, const OFCondition& cond) {
+    return Error{what + ": " + cond.text()};
+}
+
+Status put_us(DcmItem& item, const DcmTagKey& tag, std::uint16_t value) {
+    const OFCondition cond = item.putAndInsertUint16(tag, value);
+    if (cond.bad()) {
+        return condition_error("cannot write " + detail::tag_label(tag), cond);
+    }
+    return ok_status();
+}
+
+Status check_geometry(const Geometry& source, const Geometry& labels) {
+    if (labels.dims != source.dims) {
+        return Error{"label map dimensions " + std::to_string(labels.dims[0]) + " x " +
+                     std::to_string(labels.dims[1]) + " x " + std::to_string(labels.dims[2]) +
+                     " differ from the source volume's " + std::to_string(source.dims[0]) + " x " +
+                     std::to_string(source.dims[1]) + " x " + std::to_string(source.dims[2])};
+    }
+    const auto differs = [](const auto& a, const auto& b) {
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (!(std::abs(a[i] - b[i]) <= geometry_tolerance)) {
+                return true;
+            }
+        }
+        return false;
+    };
+    if (differs(labels.spacing, source.spacing)) {
+        return Error{"label map spacing differs from the source volume's (beyond 1e-4 mm)"};
+    }
+    if (differs(labels.origin, source.origin)) {
+        return Error{"label map origin differs from the source volume's (beyond 1e-4 mm)"};
+    }
+    if (differs(labels.direction, source.direction)) {
+        return Error{"label map direction differs from the source volume's (beyond 1e-4)"};
+    }
+    if (const auto problem = geometry_problem(source)) {
+        return Error{"source geometry is unusable: " + *problem};
+    }
+    if (source.dims[0] > 65535 || source.dims[1] > 65535) {
+        return Error{"images of more than 65535 rows or columns cannot be written as SEG"};
+    }
+    return ok_status();
+}
+
+/// ContentLabel is a Code String: upper-case letters, digits, space and underscore, <= 16.
+Status check_content_label(const std::string& label) {
+    if (label.empty() || label.size() > 16) {
+        return Error{"content label '" + label + "' must have 1 to 16 characters"};
+    }
+    for (const char c : label) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' || c == '_')) {
+            return Error{"content label '" + label +
+                         "' may only hold upper-case letters, digits, space and underscore"};
+        }
+    }
+    return ok_status();
+}
+
+Status check_segments(const std::vector<SegmentInfo>& segments) {
+    std::set<int> seen;
+    for (const SegmentInfo& s : segments) {
+        const std::string what = "segment " + std::to_string(s.label) + " '" + s.name + "'";
+        if (s.label == 0) {
+            return Error{what + ": label 0 is the background and cannot be a segment"};
+        }
+        if (!seen.insert(s.label).second) {
+            return Error{what + ": label declared twice"};
+        }
+        if (s.name.empty() || s.name.size() > 64 || s.name.find('\\') != std::string::npos) {
+            return Error{what + ": the name must have 1 to 64 characters and no backslash"};
+        }
+        for (const CodedConcept* code : {&s.category, &s.type}) {
+            if (code->value.empty() || code->scheme.empty() || code->meaning.empty()) {
+                return Error{what + ": category and type codes need value, scheme and meaning"};
+            }
+        }
+    }
+    return ok_status();
+}
+
+Status put_segment(DcmItem& item, const SegmentInfo& segment, std::uint16_t number,
+                   const DerivedObjectOptions& options) {
+    const std::string algorithm =
+        options.algorithm_name.empty() ? std::string("segnode") : options.algorithm_name;
+    const std::string version = options.algorithm_version.empty() ? std::string(version_string())
+                                                                  : options.algorithm_version;
+    if (Status s = put_us(item, DCM_SegmentNumber, number); !s) {
+        return s;
+    }
+    if (Status s = put_string(item, DCM_SegmentLabel, segment.name); !s) {
+        return s;
+    }
+    if (Status s =
+            put_code_sequence(item, DCM_SegmentedPropertyCategoryCodeSequence, segment.category);
+        !s) {
+        return s;
+    }
+    if (Status s = put_code_sequence(item, DCM_SegmentedPropertyTypeCodeSequence, segment.type);
+        !s) {
+        return s;
+    }
+    if (Status s = put_string(item, DCM_SegmentAlgorithmType, "AUTOMATIC"); !s) {
+        return s;
+    }
+    if (Status s = put_string(item, DCM_SegmentAlgorithmName, algorithm); !s) {
+        return s;
+    }
+    auto algo = append_item(item, DCM_SegmentationAlgorithmIdentificationSequence);
+    if (!algo) {
+        return algo.error();
+    }
+    if (Status s =
+            put_code_sequence(**algo, DCM_AlgorithmFamilyCodeSequence, options.algorithm_family);
+        !s) {
+        return s;
+    }
+    if (Status s = put_string(**algo, DCM_AlgorithmName, algorithm); !s) {
+        return s;
+    }
+    if (Status s = put_string(**algo, DCM_AlgorithmVersion, version); !s) {
+        return s;
+    }
+    const std::array<std::uint16_t, 3> lab = detail::srgb_to_dicom_lab(segment.rgb);
+    const OFCondition cond =
+        item.putAndInsertUint16Array(DCM_RecommendedDisplayCIELabValue, lab.data(), 3);
+    if (cond.bad()) {
+        return condition_error("cannot write RecommendedDisplayCIELabValue", cond);
+    }
+    return ok_status();
+}
+
+Status put_shared_groups(DcmDataset& dataset, const Geometry& g) {
+    auto shared = append_item(dataset, DCM_SharedFunctionalGroupsSequence);
+    if (!shared) {
+        return shared.error();
+    }
+    auto orientation = append_item(**shared, DCM_PlaneOrientationSequence);
+    if (!orientation) {
+        return orientation.error();
+    }
+    const Vec3d di = axis_direction(g, 0);
+    const Vec3d dj = axis_direction(g, 1);
+    if (Status s = put_string(**orientation, DCM_ImageOrientationPatient,
+                              format_ds({di[0], di[1], di[2], dj[0], dj[1], dj[2]}));
+        !s) {
+        return s;
+    }
+    auto measures = append_item(**shared, DCM_PixelMeasuresSequence);
+    if (!measures) {
+        return measures.error();
+    }
+    // PixelSpacing is row spacing (between rows, along j) \ column spacing (along i).
+    if (Status s =
+            put_string(**measures, DCM_PixelSpacing, format_ds({g.spacing[1], g.spacing[0]}));
+        !s) {
+        return s;
+    }
+    if (Status s = put_string(**measures, DCM_SliceThickness, format_ds(g.spacing[2])); !s) {
+        return s;
+    }
+    return put_string(**measures, DCM_SpacingBetweenSlices, format_ds(g.spacing[2]));
+}
+
+Status put_dimensions(DcmDataset& dataset, const std::string& organization_uid) {
+    auto org = append_item(dataset, DCM_DimensionOrganizationSequence);
+    if (!org) {
+        return org.error();
+    }
+    if (Status s = put_string(**org, DCM_DimensionOrganizationUID, organization_uid); !s) {
+        return s;
+    }
+    struct Dimension {
+        DcmTagKey index;
+        DcmTagKey group;
+        const char* label;
+    };
+    const Dimension dimensions[] = {
+        {DCM_ReferencedSegmentNumber, DCM_SegmentIdentificationSequence, "ReferencedSegmentNumber"},
+        {DCM_ImagePositionPatient, DCM_PlanePositionSequence, "ImagePositionPatient"}};
+    for (const Dimension& d : dimensions) {
+        auto item = append_item(dataset, DCM_DimensionIndexSequence);
+        if (!item) {
+            return item.error();
+        }
+        if (Status s = put_string(**item, DCM_DimensionOrganizationUID, organization_uid); !s) {
+            return s;
+        }
+        OFCondition cond = (*item)->putAndInsertTagKey(DCM_DimensionIndexPointer, d.index);
+        if (cond.good()) {
+            cond = (*item)->putAndInsertTagKey(DCM_FunctionalGroupPointer, d.group);
+        }
+        if (cond.bad()) {
+            return condition_error("cannot write a DimensionIndexSequence item", cond);
+        }
+        if (Status s = put_string(**item, DCM_DimensionDescriptionLabel, d.label); !s) {
+            return s;
+        }
+    }
+    return ok_status();
+}
+
+/// Per-slice values every frame of that slice shares.
+struct SliceRef {
+    std::string position; ///< ImagePositionPatient as DS
+    std::string sop_instance_uid;
+    std::uint32_t frame_number = 0; ///< 0: single-frame source, no ReferencedFrameNumber
+};
+
+Status put_frame(DcmItem& frame, const SegFrame& f, const SliceRef& slice,
+                 const std::string& source_sop_class) {
+    auto derivation = append_item(frame, DCM_DerivationImageSequence);
+    if (!derivation) {
+        return derivation.error();
+    }
+    auto source = append_item(**derivation, DCM_SourceImageSequence);
+    if (!source) {
+        return source.error();
+    }
+    if (Status s = put_string(**source, DCM_ReferencedSOPClassUID, source_sop_class); !s) {
+        return s;
+    }
+    if (Status s = put_string(**source, DCM_ReferencedSOPInstanceUID, slice.sop_instance_uid); !s) {
+        return s;
+    }
+    if (slice.frame_number != 0) {
+        if (Status s =
+                put_string(**source, DCM_ReferencedFrameNumber, std::to_string(slice.frame_number));
+            !s) {
+            return s;
+        }
+    }
+    if (Status s =
+            put_code_sequence(**source, DCM_PurposeOfReferenceCodeSequence, purpose_source_image);
+        !s) {
+        return s;
+    }
+    if (Status s =
+            put_code_sequence(**derivation, DCM_DerivationCodeSequence, derivation_segmentation);
+        !s) {
+        return s;
+    }
+
+    auto content = append_item(frame, DCM_FrameContentSequence);
+    if (!content) {
+        return content.error();
+    }
+    const Uint32 index[2] = {f.segment, static_cast<Uint32>(f.slice + 1)};
+    OFCondition cond = (*content)->putAndInsertUint32Array(DCM_DimensionIndexValues, index, 2);
+    if (cond.bad()) {
+        return condition_error("cannot write DimensionIndexValues", cond);
+    }
+
+    auto position = append_item(frame, DCM_PlanePositionSequence);
+    if (!position) {
+        return position.error();
+    }
+    if (Status s = put_string(**position, DCM_ImagePositionPatient, slice.position); !s) {
+        return s;
+    }
+
+    auto segment = append_item(frame, DCM_SegmentIdentificationSequence);
+    if (!segment) {
+        return segment.error();
+    }
+    return put_us(**segment, DCM_ReferencedSegmentNumber, f.segment);
+}
+
+Status put_referenced_series(DcmDataset& dataset, const LoadedSeries& source,
+                             const std::string& source_sop_class) {
+    auto series = append_item(dataset, DCM_ReferencedSeriesSequence);
+    if (!series) {
+        return series.error();
+    }
+    if (Status s = put_string(**series, DCM_SeriesInstanceUID, source.series_uid); !s) {
+        return s;
+    }
+    std::unordered_set<std::string> seen;
+    for (const std::string& uid : source.sop_instance_uids) {
+        if (!seen.insert(uid).second) {
+            continue; // frames of one multi-frame instance
+        }
+        auto instance = append_item(**series, DCM_ReferencedInstanceSequence);
+        if (!instance) {
+            return instance.error();
+        }
+        if (Status s = put_string(**instance, DCM_ReferencedSOPClassUID, source_sop_class); !s) {
+            return s;
+        }
+        if (Status s = put_string(**instance, DCM_ReferencedSOPInstanceUID, uid); !s) {
+            return s;
+        }
+    }
+    return ok_status();
+}
+
+/// A PN value without any component separator ("SEGNODE") is the retired single-string form
+/// to dciodvfy; "SEGNODE^" says the same as a family name.
+std::string person_name(const std::string& name) {
+    return name.empty() || name.find('^') != std::string::npos ? name : name + "^";
+}
+
+Status put_image_attributes(DcmDataset& dataset, const Geometry& g, std::size_t frames,
+                            const DerivedObjectOptions& options) {
+    const std::pair<DcmTagKey, std::string> strings[] = {
+        {DCM_ImageType, "DERIVED\\PRIMARY"},
+        {DCM_PhotometricInterpretation, "MONOCHROME2"},
+        {DCM_NumberOfFrames, std::to_string(frames)},
+        {DCM_LossyImageCompression, "00"},
+        {DCM_SegmentationType, "BINARY"},
+        {DCM_ContentLabel, options.content_label},
+        {DCM_ContentDescription,
+         "segnode " + (options.algorithm_name.empty() ? std::string("segmentation")
+                                                      : options.algorithm_name + " segmentation")},
+        {DCM_ContentCreatorName, person_name(options.content_creator)},
+    };
+    for (const auto& [tag, value] : strings) {
+        if (Status s = put_string(dataset, tag, value); !s) {
+            return s;
+        }
+    }
+    const std::pair<DcmTagKey, std::uint16_t> numbers[] = {
+        {DCM_SamplesPerPixel, 1},
+        {DCM_Rows, static_cast<std::uint16_t>(g.dims[1])},
+        {DCM_Columns, static_cast<std::uint16_t>(g.dims[0])},
+        {DCM_BitsAllocated, 1},
+        {DCM_BitsStored, 1},
+        {DCM_HighBit, 0},
+        {DCM_PixelRepresentation, 0},
+    };
+    for (const auto& [tag, value] : numbers) {
+        if (Status s = put_us(dataset, tag, value); !s) {
+            return s;
+        }
+    }
+    return ok_status();
+}
+
+Status put_pixel_data(DcmDataset& dataset, const LabelMap& labels,
+                      const std::vector<SegFrame>& frames) {
+    const Geometry& g = labels.geometry;
+    const std::uint64_t size = detail::packed_size(frames.size(), g.dims[1], g.dims[0]);
+    if (size >= std::numeric_limits<Uint32>::max()) {
+        return Error{"SEG pixel data of " + std::to_string(size) +
+                     " bytes exceed the 4 GiB limit of an uncompressed value"};
+    }
+    auto pixels = std::make_unique<DcmPixelData>(DCM_PixelData);
+    OFCondition cond = pixels->setVR(EVR_OB);
+    Uint8* buffer = nullptr;
+    if (cond.good()) {
+        cond = pixels->createUint8Array(static_cast<Uint32>(size), buffer);
+    }
+    if (cond.bad() || buffer == nullptr) {
+        return condition_error("cannot allocate " + std::to_string(size) + " bytes of PixelData",
+                               cond);
+    }
+    detail::pack_frames(labels, frames, buffer, size);
+    cond = dataset.insert(pixels.get(), OFTrue);
+    if (cond.bad()) {
+        return condition_error("cannot insert PixelData", cond);
+    }
+    pixels.release(); // owned by the data set now
+    return ok_status();
+}
+
+} // namespace
+
+Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labels,
+                                const std::vector<SegmentInfo>& segments,
+                                const DerivedObjectOptions& options,
+                                const std::filesystem::path& out_file) {
+    // Everything that can be refused is checked before a byte is written.
+    const Geometry& g = source.volume.geometry;
+    if (Status s = check_geometry(g, labels.geometry); !s) {
+        return s.error();
+    }
+    if (!labels.consistent()) {
+        return Error{"label map holds " + std::to_string(labels.voxels.size()) +
+                     " values, not one per voxel of its geometry"};
+    }
+    const std::size_t slices = g.dims[2];
+    if (source.sop_instance_uids.size() != slices || source.frame_numbers.size() != slices ||
+        source.files.empty()) {
+        return Error{"source series lists " + std::to_string(source.sop_instance_uids.size()) +
+                     " instances and " + std::to_string(source.frame_numbers.size()) +
+                     " frame numbers for " + std::to_string(slices) + " slices"};
+    }
+    if (Status s = check_segments(segments); !s) {
+        return s.error();
+    }
+    if (Status s = check_content_label(options.content_label); !s) {
+        return s.error();
+    }
+    if (Status s = detail::check_uid_root(options.uid_root); !s) {
+        return s.error();
+    }
+
+    const detail::LabelCensus census = detail::take_census(labels);
+    std::array<const SegmentInfo*, 256> declared{};
+    for (const SegmentInfo& s : segments) {
+        declared[s.label] = &s;
+    }
+    for (std::size_t l = 1; l < 256; ++l) {
+        if (census.voxels[l] != 0 && declared[l] == nullptr) {
+            return Error{"label " + std::to_string(l) + " occurs in " +
+                         std::to_string(census.voxels[l]) +
+                         " voxels of the label map but is not a declared segment"};
+        }
+    }
+    WrittenObject written;
+    std::vector<const SegmentInfo*> kept;
+    for (std::size_t l = 1; l < 256; ++l) {
+        if (declared[l] == nullptr) {
+            continue;
+        }
+        if (census.voxels[l] == 0) {
+            written.notes.push_back("segment " + std::to_string(l) + " '" + declared[l]->name +
+                                    "' has no voxels: left out of the SEG");
+            continue;
+        }
+        if (kept.size() + 1 != l) {
+            written.notes.push_back("label " + std::to_string(l) + " '" + declared[l]->name +
+                                    "' is SEG segment number " + std::to_string(kept.size() + 1));
+        }
+        kept.push_back(declared[l]);
+    }
+    if (kept.empty()) {
+        return Error{"label map has no foreground: no SEG written"};
+    }
+    std::vector<std::uint8_t> kept_labels;
+    for (const SegmentInfo* s : kept) {
+        kept_labels.push_back(s->label);
+    }
+    const std::vector<SegFrame> frames = detail::plan_frames(census, kept_labels);
+
+    auto header = detail::read_source_header(source.files.front());
+    if (!header) {
+        return header.error();
+    }
+    DcmDataset& source_ds = *(*header)->getDataset();
+    std::string source_sop_class = source.sop_class_uid;
+    if (source_sop_class.empty()) {
+        OFString value;
+        if (source_ds.findAndGetOFString(DCM_SOPClassUID, value).bad() || value.empty()) {
+            return Error{"source has no SOPClassUID"};
+        }
+        source_sop_class = value.c_str();
+    }
+    bool multi_frame_source = detail::is_enhanced_ct_mr(source_sop_class);
+    for (const std::uint32_t n : source.frame_numbers) {
+        multi_frame_source = multi_frame_source || n > 1;
+    }
+
+    DcmFileFormat file;
+    DcmDataset& ds = *file.getDataset();
+    if (Status s = detail::copy_patient_study(source_ds, ds); !s) {
+        return s.error();
+    }
+    if (auto fo_r = detail::copy_frame_of_reference(source_ds, ds); !fo_r) {
+        return fo_r.error();
+    }
+    auto series_uid = detail::make_uid(options.uid_root);
+    auto sop_uid = detail::make_uid(options.uid_root);
+    auto organization_uid = detail::make_uid(options.uid_root);
+    if (!series_uid || !sop_uid || !organization_uid) {
+        return Error{"cannot make UIDs under root '" + options.uid_root + "'"};
+    }
+    detail::NewInstance instance;
+    instance.sop_class_uid = segmentation_storage;
+    instance.sop_instance_uid = *sop_uid;
+    instance.series_instance_uid = *series_uid;
+    instance.modality = "SEG";
+    instance.default_series_description =
+        "segnode " +
+        (options.algorithm_name.empty() ? std::string() : options.algorithm_name + " ") + "SEG";
+    if (Status s = detail::put_new_instance(ds, options, instance); !s) {
+        return s.error();
+    }
+    if (Status s = put_image_attributes(ds, g, frames.size(), options); !s) {
+        return s.error();
+    }
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+        auto item = append_item(ds, DCM_SegmentSequence);
+        if (!item) {
+            return item.error();
+        }
+        if (Status s = put_segment(**item, *kept[i], static_cast<std::uint16_t>(i + 1), options);
+            !s) {
+            return Error{"segment '" + kept[i]->name + "': " + s.error().message};
+        }
+    }
+    if (Status s = put_dimensions(ds, *organization_uid); !s) {
+        return s.error();
+    }
+    if (Status s = put_shared_groups(ds, g); !s) {
+        return s.error();
+    }
+
+    std::vector<SliceRef> slice_refs(slices);
+    for (std::size_t k = 0; k < slices; ++k) {
+        const Vec3d p = voxel_to_patient(g, 0, 0, static_cast<double>(k));
+        slice_refs[k].position = format_ds({p[0], p[1], p[2]});
+        slice_refs[k].sop_instance_uid = source.sop_instance_uids[k];
+        slice_refs[k].frame_number = multi_frame_source ? source.frame_numbers[k] : 0;
+    }
+    // The per-frame items go straight into one sequence: appending through the data set would
+    // look the sequence up again for each of possibly thousands of frames.
+    auto per_frame = std::make_unique<DcmSequenceOfItems>(DCM_PerFrameFunctionalGroupsSequence);
+    for (const SegFrame& f : frames) {
+        auto item = std::make_unique<DcmItem>();
+        if (Status s = put_frame(*item, f, slice_refs[f.slice], source_sop_class); !s) {
+            return s.error();
+        }
+        const OFCondition cond = per_frame->append(item.get());
+        if (cond.bad()) {
+            return condition_error("cannot add a per-frame functional group item", cond);
+        }
+        item.release();
+    }
+    if (const OFCondition cond = ds.insert(per_frame.get(), OFTrue); cond.bad()) {
+        return condition_error("cannot insert PerFrameFunctionalGroupsSequence", cond);
+    }
+    per_frame.release();
+    if (Status s = put_referenced_series(ds, source, source_sop_class); !s) {
+        return s.error();
+    }
+    if (Status s = put_pixel_data(ds, labels, frames); !s) {
+        return s.error();
+    }
+    if (Status s = detail::write_dicom_file(file, out_file); !s) {
+        return s.error();
+    }
+
+    written.file = out_file;
+    written.sop_class_uid = segmentation_storage;
+    written.sop_instance_uid = *sop_uid;
+    written.series_instance_uid = *series_uid;
+    written.items = frames.size();
+    return written;
+}
+
+} // namespace segnode::dicom
