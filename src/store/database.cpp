@@ -167,12 +167,15 @@ std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_ro
 
 int Database::changes() const { return sqlite3_changes(m_db); }
 
-Transaction::Transaction(Database& db) : m_db(db) { m_db.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : m_db(db), m_nested(db.in_transaction()) {
+    m_db.exec(m_nested ? "SAVEPOINT segnode_nested" : "BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
     if (!m_done) {
         try {
-            m_db.exec("ROLLBACK");
+            m_db.exec(m_nested ? "ROLLBACK TO segnode_nested; RELEASE segnode_nested"
+                               : "ROLLBACK");
         } catch (const DatabaseError&) { // NOLINT(bugprone-empty-catch)
             // The transaction is gone either way; nothing more can be done in a destructor.
         }
@@ -180,8 +183,10 @@ Transaction::~Transaction() {
 }
 
 void Transaction::commit() {
-    m_db.exec("COMMIT");
+    m_db.exec(m_nested ? "RELEASE segnode_nested" : "COMMIT");
     m_done = true;
 }
+
+bool Database::in_transaction() const { return sqlite3_get_autocommit(m_db) == 0; }
 
 } // namespace segnode::store

@@ -85,6 +85,13 @@ std::optional<JobState> parse_job_state(const std::string& text) {
 
 std::int64_t JobRepo::create(const NewJob& job, std::int64_t now, const std::string& why) {
     Transaction tx(m_db);
+    const std::int64_t id = create_in_transaction(job, now, why);
+    tx.commit();
+    return id;
+}
+
+std::int64_t JobRepo::create_in_transaction(const NewJob& job, std::int64_t now,
+                                            const std::string& why) {
     m_db.prepare("INSERT INTO jobs(series_id, series_uid, rule, algorithm, algorithm_version, "
                  "settings, outputs, destination, dest_ae, dest_host, dest_port, state, "
                  "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?)")
@@ -104,7 +111,6 @@ std::int64_t JobRepo::create(const NewJob& job, std::int64_t now, const std::str
         .run();
     const std::int64_t id = m_db.last_insert_rowid();
     add_event(id, now, "queued", why);
-    tx.commit();
     return id;
 }
 

@@ -76,6 +76,8 @@ public:
     Statement prepare(std::string_view sql) { return Statement(m_db, sql); }
     [[nodiscard]] std::int64_t last_insert_rowid() const;
     [[nodiscard]] int changes() const;
+    /// True inside BEGIN ... COMMIT (a Transaction then nests as a savepoint).
+    [[nodiscard]] bool in_transaction() const;
     [[nodiscard]] sqlite3* handle() const { return m_db; }
     [[nodiscard]] const std::filesystem::path& path() const { return m_path; }
 
@@ -85,7 +87,8 @@ private:
     std::filesystem::path m_path;
 };
 
-/// BEGIN IMMEDIATE ... COMMIT; rolls back unless commit() was called.
+/// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed; inside another transaction it is
+/// a savepoint, so repository calls that open their own transaction compose.
 class Transaction {
 public:
     explicit Transaction(Database& db);
@@ -96,6 +99,7 @@ public:
 
 private:
     Database& m_db;
+    bool m_nested = false;
     bool m_done = false;
 };
 

@@ -78,6 +78,10 @@ public:
 
     /// Inserts a queued job and its "queued" event; returns its id.
     std::int64_t create(const NewJob& job, std::int64_t now, const std::string& why);
+    /// The same inside the caller's transaction (routing creates the job and marks the
+    /// series routed atomically).
+    std::int64_t create_in_transaction(const NewJob& job, std::int64_t now,
+                                       const std::string& why);
     std::optional<JobRow> find(std::int64_t id);
     /// Newest first; `state` empty: all states.
     std::vector<JobRow> list(std::optional<JobState> state, std::int64_t limit);
