@@ -446,6 +446,15 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
     if (!count) {
         return Error{series_text + ": the volume is too large"};
     }
+    if (options.max_voxels > 0 && *count > options.max_voxels) {
+        const auto& d = out.volume.geometry.dims;
+        return Error{series_text + ": volume of " + std::to_string(d[0]) + " x " +
+                     std::to_string(d[1]) + " x " + std::to_string(d[2]) + " = " +
+                     std::to_string(*count) + " voxels exceeds the limit of " +
+                     std::to_string(options.max_voxels) + " (" +
+                     std::to_string(options.max_voxels * 2 / (1024 * 1024)) +
+                     " MiB of int16); refused before reading pixel data"};
+    }
     try {
         out.volume.voxels.resize(*count);
     } catch (const std::bad_alloc&) {

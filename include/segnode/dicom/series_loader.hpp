@@ -52,6 +52,9 @@ struct LoadOptions {
     /// geometry has been accepted; calls are serialised but may come from worker threads.
     /// May be empty.
     std::function<void(std::size_t, std::size_t)> progress;
+    /// Refuse volumes with more voxels than this after reading the headers, before any pixel
+    /// data is read (a guard against exhausting memory); 0: no limit.
+    std::size_t max_voxels = 0;
 };
 
 struct LoadedSeries {
