@@ -7,6 +7,7 @@ find_package(CLI11 REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(DCMTK REQUIRED CONFIG)
+find_package(Boost 1.74 REQUIRED) # header-only: Asio for the job runner
 
 # DCMTK's exported targets carry no include directories on Debian; wrap them once here.
 add_library(segnode_dcmtk INTERFACE)

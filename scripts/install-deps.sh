@@ -9,11 +9,13 @@ packages=(
   g++ cmake ninja-build pkg-config
   # libraries
   libdcmtk-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
-  nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
+  nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libboost-dev
   # runtime data: the DICOM dictionary comes with libdcmtk17
   libdcmtk17
   # real peers and independent checkers used by the tests and benchmarks
   dcmtk dicom3tools python3 python3-pydicom python3-numpy
+  # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
+  orthanc plastimatch
 )
 
 if [ "${1:-}" = "--bench" ]; then
