@@ -152,6 +152,68 @@ Status check_uid_root(const std::string& root) {
     return ok_status();
 }
 
+Status check_label_geometry(const Geometry& source, const Geometry& labels) {
+    if (labels.dims != source.dims) {
+        return Error{"label map dimensions " + std::to_string(labels.dims[0]) + " x " +
+                     std::to_string(labels.dims[1]) + " x " + std::to_string(labels.dims[2]) +
+                     " differ from the source volume's " + std::to_string(source.dims[0]) + " x " +
+                     std::to_string(source.dims[1]) + " x " + std::to_string(source.dims[2])};
+    }
+    constexpr double tolerance = 1e-4;
+    const auto differs = [](const auto& a, const auto& b) {
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (!(std::abs(a[i] - b[i]) <= tolerance)) { // NaN differs too
+                return true;
+            }
+        }
+        return false;
+    };
+    if (differs(labels.spacing, source.spacing)) {
+        return Error{"label map spacing differs from the source volume's (beyond 1e-4 mm)"};
+    }
+    if (differs(labels.origin, source.origin)) {
+        return Error{"label map origin differs from the source volume's (beyond 1e-4 mm)"};
+    }
+    if (differs(labels.direction, source.direction)) {
+        return Error{"label map direction differs from the source volume's (beyond 1e-4)"};
+    }
+    if (const auto problem = geometry_problem(source)) {
+        return Error{"source geometry is unusable: " + *problem};
+    }
+    return ok_status();
+}
+
+Status check_segments(const std::vector<SegmentInfo>& segments) {
+    std::array<bool, 256> seen{};
+    for (const SegmentInfo& s : segments) {
+        const std::string what = "segment " + std::to_string(s.label) + " '" + s.name + "'";
+        if (s.label == 0) {
+            return Error{what + ": label 0 is the background and cannot be a segment"};
+        }
+        if (seen[s.label]) {
+            return Error{what + ": label declared twice"};
+        }
+        seen[s.label] = true;
+        if (s.name.empty() || s.name.size() > 64 || s.name.find('\\') != std::string::npos) {
+            return Error{what + ": the name must have 1 to 64 characters and no backslash"};
+        }
+    }
+    return ok_status();
+}
+
+Status check_code_string(const std::string& what, const std::string& value) {
+    if (value.empty() || value.size() > 16) {
+        return Error{what + " '" + value + "' must have 1 to 16 characters"};
+    }
+    for (const char c : value) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' || c == '_')) {
+            return Error{what + " '" + value +
+                         "' may only hold upper-case letters, digits, space and underscore"};
+        }
+    }
+    return ok_status();
+}
+
 Result<std::string> make_uid(const std::string& root) {
     if (root.empty()) {
         return generate_uuid_uid();

@@ -10,6 +10,9 @@
 // copy_frame_of_reference(...)  Copies FrameOfReferenceUID (+ PositionReferenceIndicator,
 //                               empty if absent); error when the source has no FoR UID.
 // check_uid_root(root)          Empty, or a valid UID short enough to take a unique suffix.
+// check_label_geometry(s, l)    The label map's geometry is the source volume's.
+// check_segments(segments)      Labels 1..255 declared once, names valid for LO.
+// check_code_string(what, v)    1..16 characters of a Code String (ContentLabel, ...).
 // make_uid(root)                New UID: generate_uuid_uid() for an empty root, otherwise
 //                               root + "." + random digits, checked with uid_problem.
 // dicom_date_time(now)          DA and TM strings (local time) of options.now or the clock.
@@ -30,6 +33,7 @@
 #include "dcmtk/dcmdata/dctagkey.h"
 #include "segnode/core/result.hpp"
 #include "segnode/core/segment.hpp"
+#include "segnode/core/volume.hpp"
 #include "segnode/dicom/derived_object.hpp"
 
 #include <chrono>
@@ -49,6 +53,17 @@ Status copy_patient_study(DcmItem& source, DcmItem& target);
 Result<std::string> copy_frame_of_reference(DcmItem& source, DcmItem& target);
 
 Status check_uid_root(const std::string& root);
+
+/// Label map geometry equal to the source volume's: dims exactly, spacing, origin and
+/// direction within 1e-4; and the source geometry usable (geometry_problem).
+Status check_label_geometry(const Geometry& source, const Geometry& labels);
+
+/// Segment declarations: label not 0 and declared once, name of 1..64 characters without a
+/// backslash (SegmentLabel and ROIName are LO). Codes are checked where they are written.
+Status check_segments(const std::vector<SegmentInfo>& segments);
+
+/// A Code String value: 1..16 upper-case letters, digits, spaces or underscores.
+Status check_code_string(const std::string& what, const std::string& value);
 
 Result<std::string> make_uid(const std::string& root);
 

@@ -1,5 +1,6 @@
 // segnode-test-write-derived: loads a series directory with the dicom layer's loader and writes a
-// derived object (SEG) from a label map, for the integration tests (tests/integration).
+// derived object (SEG and/or RTSTRUCT) from a label map, for the integration tests
+// (tests/integration).
 //
 //   segnode-test-write-derived --series DIR --info
 //       prints the loaded geometry and the SOP Instance UIDs in slice order (k = 0 ...)
@@ -7,11 +8,15 @@
 //       [--segments 1,2,3] [--uid-root R] [--series-number N] [--series-description S]
 //       [--algorithm NAME] [--now EPOCH_SECONDS]
 //       writes SEG; the mask is uint8 in the volume's index order (i fastest, then j, then k)
+//   ... [--out FILE] [--rtstruct FILE] ...
+//       --rtstruct writes an RTSTRUCT from the same label map (alone, or besides the SEG);
+//       its result is the "rtstruct" member of the JSON
 //
 // Segments: label 1 "Body", 2 "Lung", 3 "Bone" with real SNOMED CT codes, other labels a
 // generic "Segment N" tissue. --segments declares which labels are segments (default: every
 // label value found in the mask). Prints one JSON object; errors go to stderr, exit code 2.
 #include "segnode/dicom/environment.hpp"
+#include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
 
@@ -86,6 +91,7 @@ std::vector<std::string> split(const std::string& text, char sep) {
 int main(int argc, char** argv) {
     std::string series_dir;
     std::string out_file;
+    std::string rtstruct_file;
     std::string mask_file;
     std::string rule;
     std::string segment_list;
@@ -99,6 +105,7 @@ int main(int argc, char** argv) {
     app.add_option("--series", series_dir, "Series directory")->required();
     app.add_flag("--info", info, "Print geometry and slice order only");
     app.add_option("--out", out_file, "Output file");
+    app.add_option("--rtstruct", rtstruct_file, "RTSTRUCT output file");
     app.add_option("--mask", mask_file, "uint8 label map in index order");
     app.add_option("--rule", rule, "hu-above:T (label 1 where HU > T)");
     app.add_option("--segments", segment_list, "Comma-separated labels to declare");
@@ -126,8 +133,8 @@ int main(int argc, char** argv) {
         std::cout << geometry_json(*series).dump() << std::endl;
         return 0;
     }
-    if (out_file.empty()) {
-        std::cerr << "--out is required unless --info\n";
+    if (out_file.empty() && rtstruct_file.empty()) {
+        std::cerr << "--out or --rtstruct is required unless --info\n";
         return exit_error;
     }
 
@@ -170,22 +177,42 @@ int main(int argc, char** argv) {
         options.now = std::chrono::system_clock::time_point(std::chrono::seconds(now_seconds));
     }
 
-    const auto start = std::chrono::steady_clock::now();
-    auto written = segnode::dicom::write_seg(*series, labels, segments, options, out_file);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!written) {
-        std::cerr << "write_seg: " << written.error().message << "\n";
-        return exit_error;
-    }
     nlohmann::json out;
-    out["file"] = written->file.string();
-    out["sop_class_uid"] = written->sop_class_uid;
-    out["sop_instance_uid"] = written->sop_instance_uid;
-    out["series_instance_uid"] = written->series_instance_uid;
-    out["frames"] = written->items;
-    out["notes"] = written->notes;
-    out["seconds"] = seconds;
+    if (!out_file.empty()) {
+        const auto start = std::chrono::steady_clock::now();
+        auto written = segnode::dicom::write_seg(*series, labels, segments, options, out_file);
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (!written) {
+            std::cerr << "write_seg: " << written.error().message << "\n";
+            return exit_error;
+        }
+        out["file"] = written->file.string();
+        out["sop_class_uid"] = written->sop_class_uid;
+        out["sop_instance_uid"] = written->sop_instance_uid;
+        out["series_instance_uid"] = written->series_instance_uid;
+        out["frames"] = written->items;
+        out["notes"] = written->notes;
+        out["seconds"] = seconds;
+    }
+    if (!rtstruct_file.empty()) {
+        const auto start = std::chrono::steady_clock::now();
+        auto written =
+            segnode::dicom::write_rtstruct(*series, labels, segments, options, rtstruct_file);
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (!written) {
+            std::cerr << "write_rtstruct: " << written.error().message << "\n";
+            return exit_error;
+        }
+        out["rtstruct"] = {{"file", written->file.string()},
+                           {"sop_class_uid", written->sop_class_uid},
+                           {"sop_instance_uid", written->sop_instance_uid},
+                           {"series_instance_uid", written->series_instance_uid},
+                           {"contours", written->items},
+                           {"notes", written->notes},
+                           {"seconds", seconds}};
+    }
     out["geometry"] = geometry_json(*series);
     std::cout << out.dump() << std::endl;
     return 0;
