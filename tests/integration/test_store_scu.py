@@ -3,18 +3,19 @@ dcmtk's storescp, `segnode serve` and mini_scp.py (statuses and silences on dema
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
 from pydicom.filereader import read_dataset
-from io import BytesIO
 
-from harness import (BUILD_DIR, CT_IMAGE_STORAGE, ECHOSCU, EXPLICIT_LE, HERE, IMPLICIT_LE,
-                     LOOPBACK, NODE_AE, TOOL_ENV, SegnodeTestCase, free_port)
+from harness import (BUILD_DIR, ECHOSCU, EXPLICIT_LE, HERE, IMPLICIT_LE, LOOPBACK, NODE_AE,
+                     TOOL_ENV, SegnodeTestCase, free_port)
 
 SEGNODE_TEST_SCU = Path(os.environ.get("SEGNODE_TEST_SCU")
                         or BUILD_DIR / "tests/tools/segnode-test-scu")
@@ -182,7 +183,6 @@ class EchoTest(ScuTestCase):
 
     def test_echo_peer_that_never_answers(self):
         """A peer that accepts TCP and says nothing: the ACSE timeout ends the wait."""
-        import socket
         with socket.socket() as silent:
             silent.bind((LOOPBACK, 0))
             silent.listen(1)
@@ -419,4 +419,5 @@ class BrokenAssociationTest(ScuTestCase):
 
 if __name__ == "__main__":
     import unittest
+
     unittest.main()
