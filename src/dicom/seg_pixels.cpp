@@ -5,6 +5,10 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace segnode::dicom::detail {
 
 LabelCensus take_census(const LabelMap& labels) {
@@ -13,18 +17,23 @@ LabelCensus take_census(const LabelMap& labels) {
     const std::size_t slices = labels.geometry.dims[2];
     census.present.assign(slices, {});
     for (std::size_t k = 0; k < slices; ++k) {
-        // A per-slice histogram in 32-bit counters keeps the inner loop to one increment.
-        std::array<std::uint32_t, 256> histogram{};
+        // Plain stores of a constant: no dependency between voxels, unlike ++histogram[v].
+        std::array<std::uint8_t, 256> seen{};
         const std::uint8_t* p = labels.voxels.data() + k * slice_size;
         for (std::size_t n = 0; n < slice_size; ++n) {
-            ++histogram[p[n]];
+            seen[p[n]] = 1;
         }
         for (std::size_t l = 0; l < 256; ++l) {
-            census.voxels[l] += histogram[l];
-            census.present[k][l] = histogram[l] != 0;
+            census.present[k][l] = seen[l] != 0;
+            census.anywhere[l] = census.anywhere[l] || seen[l] != 0;
         }
     }
     return census;
+}
+
+std::uint64_t count_voxels(const LabelMap& labels, std::uint8_t label) {
+    return static_cast<std::uint64_t>(
+        std::count(labels.voxels.begin(), labels.voxels.end(), label));
 }
 
 std::vector<SegFrame> plan_frames(const LabelCensus& census,
@@ -47,36 +56,59 @@ std::uint64_t packed_size(std::uint64_t frames, std::uint64_t rows, std::uint64_
     return bytes + (bytes % 2);
 }
 
+namespace {
+
+/// Bits (v == label) of 16 voxels, voxel t in bit t.
+inline std::uint32_t match16(const std::uint8_t* p, std::uint8_t label) {
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return static_cast<std::uint32_t>(
+        _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(label)))));
+#else
+    std::uint32_t bits = 0;
+    for (unsigned t = 0; t < 16; ++t) {
+        bits |= static_cast<std::uint32_t>(p[t] == label) << t;
+    }
+    return bits;
+#endif
+}
+
+/// ORs the 16 bits of `bits` into the stream at bit `offset`. Only bytes that receive a set
+/// bit are touched, so the last chunk of the last frame never reaches past the buffer.
+inline void put_bits(std::uint8_t* out, std::uint64_t offset, std::uint32_t bits) {
+    if (bits == 0) {
+        return;
+    }
+    std::uint8_t* byte = out + (offset >> 3U);
+    const std::uint32_t shifted = bits << (offset & 7U); // at most 23 bits
+    for (unsigned b = 0; b < 3; ++b) {
+        const auto part = static_cast<std::uint8_t>(shifted >> (8U * b));
+        if (part != 0) {
+            byte[b] |= part;
+        }
+    }
+}
+
+} // namespace
+
 void pack_frames(const LabelMap& labels, const std::vector<SegFrame>& frames, std::uint8_t* out,
                  std::uint64_t out_size) {
     std::memset(out, 0, out_size);
     const std::size_t slice_size = labels.geometry.dims[0] * labels.geometry.dims[1];
-    const std::size_t slices = labels.geometry.dims[2];
-    // For each slice, the first bit of each label's frame (or none).
-    constexpr std::uint64_t none = std::numeric_limits<std::uint64_t>::max();
-    std::vector<std::array<std::uint64_t, 256>> offsets;
-    std::vector<bool> slice_used(slices, false);
-    offsets.resize(slices);
-    for (auto& o : offsets) {
-        o.fill(none);
-    }
+    const std::size_t full = slice_size - slice_size % 16;
     for (std::size_t f = 0; f < frames.size(); ++f) {
-        offsets[frames[f].slice][frames[f].label] = static_cast<std::uint64_t>(f) * slice_size;
-        slice_used[frames[f].slice] = true;
-    }
-    for (std::size_t k = 0; k < slices; ++k) {
-        if (!slice_used[k]) {
-            continue;
+        const std::uint8_t* p = labels.voxels.data() + frames[f].slice * slice_size;
+        const std::uint8_t label = frames[f].label;
+        const std::uint64_t first = static_cast<std::uint64_t>(f) * slice_size;
+        std::size_t n = 0;
+        for (; n < full; n += 16) {
+            put_bits(out, first + n, match16(p + n, label));
         }
-        const std::array<std::uint64_t, 256>& offset = offsets[k];
-        const std::uint8_t* p = labels.voxels.data() + k * slice_size;
-        for (std::size_t n = 0; n < slice_size; ++n) {
-            const std::uint8_t v = p[n];
-            if (v == 0 || offset[v] == none) {
-                continue;
+        for (; n < slice_size; ++n) {
+            if (p[n] == label) {
+                const std::uint64_t bit = first + n;
+                out[bit >> 3U] |= static_cast<std::uint8_t>(1U << (bit & 7U));
             }
-            const std::uint64_t bit = offset[v] + n;
-            out[bit >> 3U] |= static_cast<std::uint8_t>(1U << (bit & 7U));
         }
     }
 }

@@ -25,13 +25,17 @@ struct SegFrame {
 
 /// What one pass over a label map tells about it.
 struct LabelCensus {
-    std::array<std::uint64_t, 256> voxels{}; ///< voxel count per label value
-    /// present[k][l]: label l occurs in slice k (index 0 unused).
+    std::array<bool, 256> anywhere{}; ///< label l occurs somewhere
+    /// present[k][l]: label l occurs in slice k.
     std::vector<std::array<bool, 256>> present;
 };
 
-/// Counts voxels per label and notes which labels occur in which slice.
+/// Notes which labels occur in which slice (one store per voxel, no counting: a histogram's
+/// read-modify-write chain made this pass twice as slow as the packing).
 LabelCensus take_census(const LabelMap& labels);
+
+/// Voxels equal to `label` (for messages; a separate pass).
+std::uint64_t count_voxels(const LabelMap& labels, std::uint8_t label);
 
 /// Frames for segments `labels_in_order` (their SegmentNumbers are 1, 2, ... in that order):
 /// by segment, then slice, only where the segment occurs.
@@ -42,8 +46,9 @@ std::vector<SegFrame> plan_frames(const LabelCensus& census,
 /// rounded up to an even number.
 std::uint64_t packed_size(std::uint64_t frames, std::uint64_t rows, std::uint64_t columns);
 
-/// Packs the frames into `out` (packed_size bytes, which this sets to zero first). One pass
-/// over each slice that has any frame, writing every segment's bits at once.
+/// Packs the frames into `out` (packed_size bytes, which this sets to zero first). Each frame
+/// is one pass over its slice comparing 16 voxels at a time (SSE2 where available), whose 16
+/// result bits are OR-ed into the stream at the frame's bit offset, aligned or not.
 void pack_frames(const LabelMap& labels, const std::vector<SegFrame>& frames, std::uint8_t* out,
                  std::uint64_t out_size);
 

@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <set>
 #include <string>
 #include <system_error>
 #include <unordered_set>
@@ -31,7 +30,6 @@ using detail::put_string;
 using detail::SegFrame;
 
 constexpr const char* segmentation_storage = "1.2.840.10008.5.1.4.1.1.66.4";
-constexpr double geometry_tolerance = 1e-4;
 
 const CodedConcept purpose_source_image{"121322", "DCM",
                                         "Source image for image processing operation"};
@@ -49,69 +47,25 @@ Status put_us(DcmItem& item, const DcmTagKey& tag, std::uint16_t value) {
     return ok_status();
 }
 
-Status check_geometry(const Geometry& source, const Geometry& labels) {
-    if (labels.dims != source.dims) {
-        return Error{"label map dimensions " + std::to_string(labels.dims[0]) + " x " +
-                     std::to_string(labels.dims[1]) + " x " + std::to_string(labels.dims[2]) +
-                     " differ from the source volume's " + std::to_string(source.dims[0]) + " x " +
-                     std::to_string(source.dims[1]) + " x " + std::to_string(source.dims[2])};
-    }
-    const auto differs = [](const auto& a, const auto& b) {
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            if (!(std::abs(a[i] - b[i]) <= geometry_tolerance)) {
-                return true;
-            }
-        }
-        return false;
-    };
-    if (differs(labels.spacing, source.spacing)) {
-        return Error{"label map spacing differs from the source volume's (beyond 1e-4 mm)"};
-    }
-    if (differs(labels.origin, source.origin)) {
-        return Error{"label map origin differs from the source volume's (beyond 1e-4 mm)"};
-    }
-    if (differs(labels.direction, source.direction)) {
-        return Error{"label map direction differs from the source volume's (beyond 1e-4)"};
-    }
-    if (const auto problem = geometry_problem(source)) {
-        return Error{"source geometry is unusable: " + *problem};
-    }
-    if (source.dims[0] > 65535 || source.dims[1] > 65535) {
+/// Images beyond the US range of Rows/Columns cannot be described.
+Status check_image_size(const Geometry& g) {
+    if (g.dims[0] > 65535 || g.dims[1] > 65535) {
         return Error{"images of more than 65535 rows or columns cannot be written as SEG"};
     }
     return ok_status();
 }
 
-/// ContentLabel is a Code String: upper-case letters, digits, space and underscore, <= 16.
-Status check_content_label(const std::string& label) {
-    if (label.empty() || label.size() > 16) {
-        return Error{"content label '" + label + "' must have 1 to 16 characters"};
-    }
-    for (const char c : label) {
-        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' || c == '_')) {
-            return Error{"content label '" + label +
-                         "' may only hold upper-case letters, digits, space and underscore"};
-        }
-    }
-    return ok_status();
-}
-
+/// The shared declaration checks (derived_common) plus the codes, which a SEG segment must
+/// have: checked up front so that nothing is written for a bad declaration.
 Status check_segments(const std::vector<SegmentInfo>& segments) {
-    std::set<int> seen;
+    if (Status s = detail::check_segments(segments); !s) {
+        return s;
+    }
     for (const SegmentInfo& s : segments) {
-        const std::string what = "segment " + std::to_string(s.label) + " '" + s.name + "'";
-        if (s.label == 0) {
-            return Error{what + ": label 0 is the background and cannot be a segment"};
-        }
-        if (!seen.insert(s.label).second) {
-            return Error{what + ": label declared twice"};
-        }
-        if (s.name.empty() || s.name.size() > 64 || s.name.find('\\') != std::string::npos) {
-            return Error{what + ": the name must have 1 to 64 characters and no backslash"};
-        }
         for (const CodedConcept* code : {&s.category, &s.type}) {
             if (code->value.empty() || code->scheme.empty() || code->meaning.empty()) {
-                return Error{what + ": category and type codes need value, scheme and meaning"};
+                return Error{"segment " + std::to_string(s.label) + " '" + s.name +
+                             "': category and type codes need value, scheme and meaning"};
             }
         }
     }
@@ -410,7 +364,10 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
                                 const std::filesystem::path& out_file) {
     // Everything that can be refused is checked before a byte is written.
     const Geometry& g = source.volume.geometry;
-    if (Status s = check_geometry(g, labels.geometry); !s) {
+    if (Status s = detail::check_label_geometry(g, labels.geometry); !s) {
+        return s.error();
+    }
+    if (Status s = check_image_size(g); !s) {
         return s.error();
     }
     if (!labels.consistent()) {
@@ -427,7 +384,7 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
     if (Status s = check_segments(segments); !s) {
         return s.error();
     }
-    if (Status s = check_content_label(options.content_label); !s) {
+    if (Status s = detail::check_code_string("content label", options.content_label); !s) {
         return s.error();
     }
     if (Status s = detail::check_uid_root(options.uid_root); !s) {
@@ -440,9 +397,10 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
         declared[s.label] = &s;
     }
     for (std::size_t l = 1; l < 256; ++l) {
-        if (census.voxels[l] != 0 && declared[l] == nullptr) {
+        if (census.anywhere[l] && declared[l] == nullptr) {
+            const auto label = static_cast<std::uint8_t>(l);
             return Error{"label " + std::to_string(l) + " occurs in " +
-                         std::to_string(census.voxels[l]) +
+                         std::to_string(detail::count_voxels(labels, label)) +
                          " voxels of the label map but is not a declared segment"};
         }
     }
@@ -452,7 +410,7 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
         if (declared[l] == nullptr) {
             continue;
         }
-        if (census.voxels[l] == 0) {
+        if (!census.anywhere[l]) {
             written.notes.push_back("segment " + std::to_string(l) + " '" + declared[l]->name +
                                     "' has no voxels: left out of the SEG");
             continue;
