@@ -31,7 +31,7 @@ execute_process(COMMAND "${BENCH}" --series "${SERIES}" --rounds "${_rounds}" --
                 RESULT_VARIABLE _rc)
 if(NOT _rc EQUAL 0)
   if(_rc EQUAL 3)
-    message(FATAL_ERROR "bench-writers: the RTSTRUCT target was missed (see above)")
+    message(FATAL_ERROR "bench-writers: a target was missed (see above)")
   endif()
   message(FATAL_ERROR "bench-writers failed (${_rc})")
 endif()
