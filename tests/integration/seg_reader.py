@@ -209,16 +209,28 @@ class SegObject:
 
 
 def source_slices(files):
-    """SourceSlice list sorted along the slice normal (the loader's order) for single-frame
-    images: what a SEG's frames are mapped onto."""
+    """SourceSlice list sorted along the slice normal (the loader's order): one per
+    single-frame image, or one per frame of an (Enhanced / Legacy Converted) multi-frame image,
+    with its position from the per-frame PlanePositionSequence and its 1-based frame number."""
     items = []
     normal = None
     for f in files:
         ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+        uid = str(ds.SOPInstanceUID)
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            shared = ds.SharedFunctionalGroupsSequence[0] \
+                if "SharedFunctionalGroupsSequence" in ds else None
+            for n, pf in enumerate(ds.PerFrameFunctionalGroupsSequence):
+                o = _group(pf, shared, "PlaneOrientationSequence").ImageOrientationPatient
+                o = np.array([float(v) for v in o])
+                normal = np.cross(o[:3], o[3:]) if normal is None else normal
+                p = _group(pf, shared, "PlanePositionSequence").ImagePositionPatient
+                items.append(SourceSlice(uid, tuple(float(v) for v in p), n + 1))
+            continue
         o = np.array([float(v) for v in ds.ImageOrientationPatient])
         normal = np.cross(o[:3], o[3:]) if normal is None else normal
         p = tuple(float(v) for v in ds.ImagePositionPatient)
-        items.append(SourceSlice(str(ds.SOPInstanceUID), p))
+        items.append(SourceSlice(uid, p))
     items.sort(key=lambda s: float(np.dot(s.position, normal)))
     return items
 

@@ -87,7 +87,9 @@ def islands(dims, seed=7):
     return mask
 
 
-class SegWriterTest(unittest.TestCase):
+class SegTestBase(unittest.TestCase):
+    """Temporary directory, the tool, and the round trip with all its checks."""
+
     maxDiff = 4000
 
     @classmethod
@@ -204,7 +206,8 @@ class SegWriterTest(unittest.TestCase):
         self.assertEqual(seg.referenced_instances,
                          {gen["series_uid"]: [s.sop_instance_uid for s in slices_]})
 
-    # ------------------------------------------------------------------------ cases
+
+class SegWriterTest(SegTestBase):
 
     def test_axial_61x67_three_segments(self):
         seg, mask, _ = self.round_trip("axial", three_segments, rows=61, cols=67, slices=9)
@@ -294,6 +297,46 @@ class SegWriterTest(unittest.TestCase):
 
     def series(self, name, **kw):
         return generate_series(self.tmp / name, rows=24, cols=28, slices=4, **kw)
+
+
+class EnhancedSourceTest(SegTestBase):
+    """A multi-frame source (Legacy Converted Enhanced CT from dcmqi, in the corpus): every SEG
+    frame references its source frame by ReferencedFrameNumber."""
+
+    SOURCE = SEGNODE_TEST_DATA / "edge_cases/enhanced_multiframe/" \
+        "dcmqi_legacy_converted_enhanced_ct_23x38x3.dcm"
+    # Values copied verbatim from this source (PatientName "Anonymous", ReferringPhysicianName
+    # "Unknown") are single-component PNs; the source's identity is copied as it is.
+    SOURCE_PN_WARNINGS = ["(0x0010,0x0010) PN Patient's Name  PN [1] = <Anonymous> - Retired",
+                          "(0x0008,0x0090) PN Referring Physician's Name  PN [1] = <Unknown> - "
+                          "Retired"]
+
+    def test_legacy_converted_enhanced_ct(self):
+        if not self.SOURCE.exists():
+            self.skipTest(f"{self.SOURCE} absent (SEGNODE_TEST_DATA)")
+        series_dir = self.tmp / "mf"
+        series_dir.mkdir()
+        shutil.copy(self.SOURCE, series_dir)
+        info = self.series_info(series_dir)
+        self.assertEqual(info["frame_numbers"], [1, 2, 3])
+        mask = three_segments(info["dims"])
+        out, result = self.write("mf", mask, series_dir)
+        errors, warnings = dciodvfy(out)
+        self.assertEqual(errors, [])
+        unexpected = [w for w in warnings
+                      if not any(a in w for a in ACCEPTED_WARNINGS + self.SOURCE_PN_WARNINGS)]
+        self.assertEqual(unexpected, [])
+        slices_ = source_slices([series_dir / self.SOURCE.name])
+        self.assertEqual([s.frame_number for s in slices_], [1, 2, 3])
+        seg = SegObject.read(out)
+        present = sorted(int(v) for v in np.unique(mask) if v != 0)
+        volume = seg.label_volume(slices_, {n + 1: label for n, label in enumerate(present)})
+        self.assertTrue(np.array_equal(volume, mask))
+        source_class = str(pydicom.dcmread(self.SOURCE, stop_before_pixels=True).SOPClassUID)
+        for f, k in zip(seg.frames, seg.frame_slices(slices_)):
+            self.assertEqual(f.sources, [(source_class, slices_[k].sop_instance_uid, k + 1)])
+        self.assertEqual(list(seg.referenced_instances.values()),
+                         [[slices_[0].sop_instance_uid]])
 
 
 # ---------------------------------------------------------------------- reference SEGs
