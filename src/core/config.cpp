@@ -234,7 +234,7 @@ const std::map<std::string, KeyDef>& key_table() {
         {"jobs.workers", {uint_in(&Config::jobs, &JobsConfig::workers, 1, 64), "workers"}},
         {"jobs.algorithm_threads",
          {uint_in(&Config::jobs, &JobsConfig::algorithm_threads, 0, 256), "threads per job"}},
-        {"jobs.timeout_s", {uint_in(&Config::jobs, &JobsConfig::timeout_s, 10, 86400), "timeout"}},
+        {"jobs.timeout_s", {uint_in(&Config::jobs, &JobsConfig::timeout_s, 1, 86400), "timeout"}},
         {"jobs.max_volume_mb",
          {uint_in(&Config::jobs, &JobsConfig::max_volume_mb, 1, 1048576), "volume guard"}},
         {"jobs.poll_interval_ms",

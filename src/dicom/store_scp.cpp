@@ -392,7 +392,7 @@ struct StoreScpServer::Network {
 
 ScpOptions scp_options_from(const Config& config) {
     ScpOptions o;
-    o.ae_titles = {config.node.ae_title};
+    o.ae_titles = config.called_ae_titles();
     o.bind_address = config.dicom.bind_address;
     o.port = config.dicom.port;
     o.max_associations = config.dicom.max_associations;

@@ -39,7 +39,16 @@ void ConnectionPool::release(std::unique_ptr<store::Database> db) {
 
 Receiver::Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool,
                    IndexWriter& index)
-    : m_config(config), m_workdir(workdir), m_pool(pool), m_index_writer(index) {}
+    : m_config(config), m_workdir(workdir), m_pool(pool), m_index_writer(index),
+      m_disk_guard(workdir.root(),
+                   static_cast<std::uint64_t>(config.retention.min_free_mb) * 1024 * 1024) {}
+
+dicom::StoreStatus Receiver::admission() {
+    if (auto reason = m_disk_guard.check()) {
+        return {dicom::status::out_of_resources, *reason};
+    }
+    return {};
+}
 
 std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) {
     try {

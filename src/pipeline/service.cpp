@@ -14,6 +14,8 @@
 #include "segnode/dicom/store_scp.hpp"
 #include "segnode/pipeline/completion.hpp"
 #include "segnode/pipeline/index_writer.hpp"
+#include "segnode/pipeline/job_runner.hpp"
+#include "segnode/pipeline/routing.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
@@ -77,11 +79,19 @@ int run_service(const Config& config) {
         }
     }
 
+    const algorithms::Registry registry = algorithms::make_builtin_registry();
+    if (auto st = validate_rules(config, registry); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 1;
+    }
+
     ConnectionPool pool(workdir.db_path());
     IndexWriter index_writer(pool, config.series.late_instance_policy ==
                                        LateInstancePolicy::Reopen);
     Receiver receiver(config, workdir, pool, index_writer);
     CompletionMonitor completion(config.series, pool);
+    JobRunner jobs(config, workdir, pool, registry);
+    completion.set_listener([&jobs](const store::SeriesRow&) { jobs.wake(); });
     receiver.set_release_listener(
         [&completion](std::int64_t assoc_id) { completion.association_released(assoc_id); });
 
@@ -91,6 +101,7 @@ int run_service(const Config& config) {
         return 1;
     }
     completion.start();
+    jobs.start();
 
     std::thread signal_thread([&server, signals] {
         int sig = 0;
@@ -99,8 +110,12 @@ int run_service(const Config& config) {
         server.request_stop();
     });
 
+    std::string titles;
+    for (const std::string& ae : config.called_ae_titles()) {
+        titles += (titles.empty() ? "" : ", ") + ae;
+    }
     spdlog::info("listening as {} on {}:{} (working directory {}, quiet period {} s)",
-                 config.node.ae_title, config.dicom.bind_address, config.dicom.port,
+                 titles, config.dicom.bind_address, config.dicom.port,
                  workdir.root().string(), config.series.quiet_period_s);
     systemd_notify("READY=1\nSTATUS=accepting associations");
     server.run();
@@ -114,6 +129,7 @@ int run_service(const Config& config) {
     }
     const bool drained = server.wait_for_associations(grace);
     completion.stop();
+    jobs.stop();
     if (!drained) {
         // Unfinished associations have had no success response for what they are sending,
         // so nothing acknowledged is lost; their threads cannot be joined, so exit directly.

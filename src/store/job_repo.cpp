@@ -217,6 +217,10 @@ void JobRepo::record_send_attempt(std::int64_t id, std::int64_t now, std::int64_
     tx.commit();
 }
 
+void JobRepo::count_send_attempt(std::int64_t id) {
+    m_db.prepare("UPDATE jobs SET send_attempts = send_attempts + 1 WHERE id = ?").bind(1, id).run();
+}
+
 std::string JobRepo::request_cancel(std::int64_t id, std::int64_t now, bool& ok) {
     ok = false;
     const auto job = find(id);

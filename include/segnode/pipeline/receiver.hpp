@@ -12,6 +12,7 @@
 
 #include "segnode/core/config.hpp"
 #include "segnode/dicom/receive_handler.hpp"
+#include "segnode/pipeline/disk_guard.hpp"
 #include "segnode/store/database.hpp"
 #include "segnode/store/workdir.hpp"
 
@@ -83,6 +84,8 @@ public:
     void refused(const dicom::AssociationInfo& assoc, const std::string& sop_instance_uid,
                  std::uint16_t dimse_status, const std::string& reason,
                  const std::filesystem::path& temp_file) override;
+    /// The disk guard: "out of resources" while free space is below retention.min_free_mb.
+    dicom::StoreStatus admission() override;
 
 private:
     dicom::StoreStatus store_locked(const dicom::AssociationInfo& assoc,
@@ -101,6 +104,7 @@ private:
     ConnectionPool& m_pool;
     IndexWriter& m_index_writer;
     std::array<std::mutex, 64> m_sop_locks;
+    DiskGuard m_disk_guard;
     std::function<void(std::int64_t)> m_on_release;
 };
 

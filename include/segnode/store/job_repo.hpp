@@ -102,6 +102,8 @@ public:
     void record_send_attempt(std::int64_t id, std::int64_t now, std::int64_t not_before,
                              const std::string& detail);
 
+    /// A successful send attempt (counted like the failed ones).
+    void count_send_attempt(std::int64_t id);
     /// `job cancel`: queued and sending jobs are cancelled at once; a running job is flagged
     /// and its worker stops it. Returns the resulting description, or an error text.
     std::string request_cancel(std::int64_t id, std::int64_t now, bool& ok);

@@ -1,0 +1,29 @@
+#pragma once
+// Retention: the inputs and outputs of finished work are removed once they are older than
+// retention.keep_hours (0 keeps everything).
+// - A job that is done, failed or cancelled and finished before the cutoff: its directory
+//   jobs/<id>/ (outputs and job.log) is removed and the job row marked purged (the row and
+//   its timeline stay for `segnode job show`).
+// - A routed series last received before the cutoff with no unfinished job: its instance
+//   files and instance rows are removed and the series marked purged; the series row stays.
+//   If the series is sent again later, it is received afresh.
+// Quarantine is left alone: it is for an operator to review.
+#include <cstdint>
+
+#include "segnode/pipeline/receiver.hpp"
+#include "segnode/store/workdir.hpp"
+
+namespace segnode::pipeline {
+
+struct RetentionReport {
+    std::int64_t jobs = 0;
+    std::int64_t series = 0;
+    std::int64_t files = 0;
+    std::uint64_t bytes = 0;
+};
+
+/// One retention pass for work finished before `cutoff_ms`.
+RetentionReport run_retention(const store::Workdir& workdir, ConnectionPool& pool,
+                              std::int64_t cutoff_ms, std::int64_t now_ms);
+
+} // namespace segnode::pipeline

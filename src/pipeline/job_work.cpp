@@ -1,0 +1,367 @@
+#include "job_work.hpp"
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <spdlog/spdlog.h>
+
+#include "segnode/core/clock.hpp"
+#include "segnode/dicom/rtstruct_writer.hpp"
+#include "segnode/dicom/seg_writer.hpp"
+#include "segnode/dicom/series_loader.hpp"
+#include "segnode/dicom/store_scu.hpp"
+#include "segnode/pipeline/routing.hpp"
+#include "segnode/store/receive_index.hpp"
+
+namespace segnode::pipeline {
+namespace {
+
+/// jobs/<id>/job.log: one timestamped line per step, also logged through spdlog.
+class JobLog {
+public:
+    JobLog(const store::Workdir& workdir, std::int64_t id) : m_id(id) {
+        const auto dir = workdir.jobs_dir() / std::to_string(id);
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        m_out.open(dir / "job.log", std::ios::app);
+    }
+    void line(spdlog::level::level_enum level, const std::string& text) {
+        spdlog::log(level, "job {}: {}", m_id, text);
+        const std::lock_guard lock(m_mutex);
+        if (m_out) {
+            m_out << format_utc_ms(now_ms()) << ' ' << text << '\n';
+            m_out.flush();
+        }
+    }
+    void info(const std::string& text) { line(spdlog::level::info, text); }
+    void warn(const std::string& text) { line(spdlog::level::warn, text); }
+
+private:
+    std::int64_t m_id;
+    std::mutex m_mutex;
+    std::ofstream m_out;
+};
+
+/// Runs a write against the database under the process's write lock.
+template <typename F> auto write_db(ConnectionPool& pool, F&& f) {
+    auto db = pool.acquire();
+    auto lock = pool.write_lock();
+    return f(*db);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string seconds_text(double s) { return fmt::format("{:.2f} s", s); }
+
+/// What a stopped job turns into.
+void finish_stopped(const JobContext& ctx, const store::JobRow& job, StopReason reason,
+                    JobLog& log) {
+    const std::int64_t now = now_ms();
+    write_db(ctx.pool, [&](store::Database& db) {
+        store::JobRepo repo(db);
+        switch (reason) {
+        case StopReason::Shutdown:
+            log.info("interrupted by shutdown; queued again");
+            repo.transition(job.id, store::JobState::Running, store::JobState::Queued, now,
+                            "interrupted by shutdown");
+            break;
+        case StopReason::Timeout: {
+            const std::string error =
+                "timed out after " + std::to_string(ctx.config.jobs.timeout_s) + " s";
+            log.warn(error);
+            repo.transition(job.id, store::JobState::Running, store::JobState::Failed, now, {},
+                            error);
+            break;
+        }
+        default:
+            log.info("cancelled by operator");
+            repo.transition(job.id, store::JobState::Running, store::JobState::Cancelled, now,
+                            {}, std::string("cancelled by operator"));
+            break;
+        }
+    });
+}
+
+void fail(const JobContext& ctx, const store::JobRow& job, const std::string& error,
+          JobLog& log) {
+    log.warn("failed: " + error);
+    write_db(ctx.pool, [&](store::Database& db) {
+        store::JobRepo(db).transition(job.id, store::JobState::Running, store::JobState::Failed,
+                                      now_ms(), {}, error);
+    });
+}
+
+/// Writes one output to tmp/ and renames it durably to jobs/<id>/<kind>.dcm.
+Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow& job,
+                                      OutputKind kind, const dicom::LoadedSeries& source,
+                                      const LabelMap& labels, const algorithms::Algorithm& algo) {
+    dicom::DerivedObjectOptions options;
+    options.uid_root = ctx.config.output.uid_root;
+    options.series_number = static_cast<int>(ctx.config.output.series_number) +
+                            (kind == OutputKind::Rtstruct ? 1 : 0);
+    options.algorithm_name = algo.name();
+    options.algorithm_version = algo.info().version;
+    options.manufacturer = ctx.config.output.manufacturer;
+    const std::string name(to_string(kind));
+    const auto tmp = ctx.workdir.tmp_dir() / ("job-" + std::to_string(job.id) + "-" + name + ".dcm");
+    auto written = kind == OutputKind::Seg
+                       ? dicom::write_seg(source, labels, algo.info().segments, options, tmp)
+                       : dicom::write_rtstruct(source, labels, algo.info().segments, options, tmp);
+    if (!written) {
+        std::error_code ec;
+        std::filesystem::remove(tmp, ec);
+        return written.error();
+    }
+    const auto relpath =
+        std::filesystem::path("jobs") / std::to_string(job.id) / (name + ".dcm");
+    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
+        !st) {
+        return st.error();
+    }
+    store::JobOutput out;
+    out.job_id = job.id;
+    out.kind = name;
+    out.relpath = relpath.string();
+    out.sop_class_uid = written->sop_class_uid;
+    out.sop_instance_uid = written->sop_instance_uid;
+    out.series_uid = written->series_instance_uid;
+    out.items = static_cast<std::int64_t>(written->items);
+    std::error_code ec;
+    out.size_bytes = static_cast<std::int64_t>(
+        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
+    for (const std::string& note : written->notes) {
+        spdlog::info("job {}: {}: {}", job.id, name, note);
+    }
+    return out;
+}
+
+} // namespace
+
+std::int64_t retry_delay_ms(const SendConfig& send, std::int64_t attempt) {
+    const std::int64_t cap = static_cast<std::int64_t>(send.max_delay_s) * 1000;
+    std::int64_t delay = static_cast<std::int64_t>(send.initial_delay_s) * 1000;
+    for (std::int64_t i = 1; i < attempt && delay < cap; ++i) {
+        delay *= 2;
+    }
+    return std::min(delay, cap);
+}
+
+void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_token stop,
+                 const std::atomic<StopReason>& reason) {
+    JobLog log(ctx.workdir, job.id);
+    const auto started = std::chrono::steady_clock::now();
+    log.info("run " + std::to_string(job.runs) + ": " + job.spec.algorithm + " on series " +
+             job.spec.series_uid + " (rule " + job.spec.rule + ", outputs " + job.spec.outputs +
+             ")");
+    auto stopped = [&] {
+        if (stop.stop_requested()) {
+            finish_stopped(ctx, job, reason.load(), log);
+            return true;
+        }
+        return false;
+    };
+    try {
+        const algorithms::Algorithm* algo = ctx.registry.find(job.spec.algorithm);
+        if (algo == nullptr) {
+            fail(ctx, job, "unknown algorithm '" + job.spec.algorithm + "'", log);
+            return;
+        }
+        auto settings = algo->parse_settings(parse_settings_text(job.spec.settings));
+        if (!settings) {
+            fail(ctx, job, settings.error().message, log);
+            return;
+        }
+        auto outputs = parse_outputs(job.spec.outputs);
+        if (!outputs) {
+            fail(ctx, job, outputs.error().message, log);
+            return;
+        }
+        std::vector<std::filesystem::path> files;
+        {
+            auto db = ctx.pool.acquire();
+            for (const std::string& rel : store::ReceiveIndex(*db).series_files(job.spec.series_id)) {
+                files.push_back(ctx.workdir.root() / rel);
+            }
+        }
+        if (files.empty()) {
+            fail(ctx, job, "series " + job.spec.series_uid + " has no stored instances", log);
+            return;
+        }
+
+        dicom::LoadOptions load_options;
+        load_options.threads = ctx.config.jobs.algorithm_threads;
+        load_options.max_voxels =
+            static_cast<std::size_t>(ctx.config.jobs.max_volume_mb) * 1024 * 1024 / 2;
+        auto t = std::chrono::steady_clock::now();
+        auto loaded = dicom::load_series(files, load_options);
+        if (!loaded) {
+            fail(ctx, job, loaded.error().message, log);
+            return;
+        }
+        const auto& dims = loaded->volume.geometry.dims;
+        log.info(fmt::format("loaded {} x {} x {} in {}", dims[0], dims[1], dims[2],
+                             seconds_text(seconds_since(t))));
+        for (const std::string& w : loaded->warnings) {
+            log.warn(w);
+        }
+        if (stopped()) {
+            return;
+        }
+
+        algorithms::RunContext run;
+        run.threads = ctx.config.jobs.algorithm_threads;
+        run.stop = stop;
+        run.log = [&log](std::string_view line) { log.info(std::string(line)); };
+        t = std::chrono::steady_clock::now();
+        auto labels = algo->run(loaded->volume, *settings, run);
+        if (stopped()) {
+            return;
+        }
+        if (!labels) {
+            fail(ctx, job, labels.error().message, log);
+            return;
+        }
+        log.info(algo->name() + " " + algo->info().version + " took " +
+                 seconds_text(seconds_since(t)));
+
+        std::vector<store::JobOutput> written;
+        for (const OutputKind kind : *outputs) {
+            t = std::chrono::steady_clock::now();
+            auto out = write_output(ctx, job, kind, *loaded, *labels, *algo);
+            if (!out) {
+                fail(ctx, job, std::string(to_string(kind)) + ": " + out.error().message, log);
+                return;
+            }
+            log.info(fmt::format("wrote {} ({} {}, {} bytes) in {}", out->relpath,
+                                 out->items, kind == OutputKind::Seg ? "frames" : "contours",
+                                 out->size_bytes, seconds_text(seconds_since(t))));
+            written.push_back(std::move(*out));
+            if (stopped()) {
+                return;
+            }
+        }
+        const bool moved = write_db(ctx.pool, [&](store::Database& db) {
+            store::Transaction tx(db);
+            store::JobRepo repo(db);
+            for (const store::JobOutput& out : written) {
+                repo.put_output(out);
+            }
+            const bool ok = repo.transition(
+                job.id, store::JobState::Running, store::JobState::Sending, now_ms(),
+                fmt::format("processed in {}", seconds_text(seconds_since(started))));
+            if (ok) {
+                tx.commit();
+            }
+            return ok;
+        });
+        if (!moved) {
+            log.warn("the job left 'running' meanwhile (cancelled?); outputs not recorded");
+            return;
+        }
+    } catch (const std::exception& e) {
+        fail(ctx, job, std::string("internal error: ") + e.what(), log);
+        return;
+    }
+    send_job(ctx, job.id);
+}
+
+void send_job(const JobContext& ctx, std::int64_t job_id) {
+    JobLog log(ctx.workdir, job_id);
+    try {
+        std::optional<store::JobRow> job;
+        std::vector<store::JobOutput> outputs;
+        {
+            auto db = ctx.pool.acquire();
+            store::JobRepo repo(*db);
+            job = repo.find(job_id);
+            if (!job || job->state != store::JobState::Sending) {
+                return;
+            }
+            outputs = repo.outputs(job_id);
+        }
+        std::vector<store::JobOutput> pending;
+        std::vector<std::filesystem::path> files;
+        for (const store::JobOutput& out : outputs) {
+            if (!out.sent_at) {
+                pending.push_back(out);
+                files.push_back(ctx.workdir.root() / out.relpath);
+            }
+        }
+        const std::int64_t attempt = job->send_attempts + 1;
+        std::string failure;
+        if (job->spec.dest_ae.empty()) {
+            failure = "no destination: " + job->error;
+        } else if (!pending.empty()) {
+            const dicom::PeerAddress peer{job->spec.dest_ae, job->spec.dest_host,
+                                          static_cast<std::uint16_t>(job->spec.dest_port)};
+            dicom::ScuOptions options;
+            options.calling_ae = ctx.config.node.ae_title;
+            options.connect_timeout_s = ctx.config.send.connect_timeout_s;
+            options.dimse_timeout_s = ctx.config.send.dimse_timeout_s;
+            options.acse_timeout_s = ctx.config.send.connect_timeout_s + 20;
+            log.info(fmt::format("send attempt {}: {} object(s) to {}", attempt, pending.size(),
+                                 dicom::describe_peer(peer)));
+            const auto t = std::chrono::steady_clock::now();
+            auto sent = dicom::send_files(peer, options, files);
+            if (!sent) {
+                failure = sent.error().message;
+            } else {
+                write_db(ctx.pool, [&](store::Database& db) {
+                    store::JobRepo repo(db);
+                    const std::int64_t now = now_ms();
+                    for (std::size_t i = 0; i < sent->size() && i < pending.size(); ++i) {
+                        const dicom::StoreOutcome& o = (*sent)[i];
+                        const int status = o.status ? *o.status : -1;
+                        if (o.verdict != dicom::StoreVerdict::Failure) {
+                            repo.mark_output_sent(pending[i].id, now, status, o.detail);
+                            log.info(fmt::format("{} {} stored at {} (status 0x{:04X}{}{})",
+                                                 pending[i].kind, o.sop_instance_uid,
+                                                 peer.ae_title, status,
+                                                 o.detail.empty() ? "" : ": ", o.detail));
+                        } else {
+                            repo.mark_output_failed(pending[i].id, status, o.detail);
+                            failure += (failure.empty() ? "" : "; ") + pending[i].kind + ": " +
+                                       (o.status ? fmt::format("status 0x{:04X} ", *o.status)
+                                                 : std::string()) +
+                                       o.detail;
+                        }
+                    }
+                });
+                log.info("send took " + seconds_text(seconds_since(t)));
+            }
+        }
+        write_db(ctx.pool, [&](store::Database& db) {
+            store::JobRepo repo(db);
+            const std::int64_t now = now_ms();
+            if (failure.empty()) {
+                if (!pending.empty()) {
+                    repo.count_send_attempt(job_id);
+                }
+                if (repo.transition(job_id, store::JobState::Sending, store::JobState::Done, now,
+                                    "all outputs delivered")) {
+                    log.info("done");
+                }
+                return;
+            }
+            if (attempt >= static_cast<std::int64_t>(ctx.config.send.attempts)) {
+                const std::string error = fmt::format("send failed after {} attempt(s): {}",
+                                                      attempt, failure);
+                repo.record_send_attempt(job_id, now, now, failure);
+                repo.transition(job_id, store::JobState::Sending, store::JobState::Failed, now,
+                                {}, error);
+                log.warn(error);
+                return;
+            }
+            const std::int64_t delay = retry_delay_ms(ctx.config.send, attempt);
+            repo.record_send_attempt(job_id, now, now + delay, failure);
+            log.warn(fmt::format("send attempt {} failed: {}; retrying in {} s", attempt, failure,
+                                 static_cast<double>(delay) / 1000.0));
+        });
+    } catch (const std::exception& e) {
+        log.warn(std::string("send: internal error: ") + e.what());
+    }
+}
+
+} // namespace segnode::pipeline
