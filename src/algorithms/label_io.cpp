@@ -540,8 +540,10 @@ std::string segments_json(const SegmentsManifest& m) {
     out += first ? "}\n" : "\n    }\n";
     out += "  },\n";
     out += "  \"label_map\": {\n";
-    out += "    \"file\": " + json_string(m.label_file) + ",\n";
-    out += "    \"format\": " + json_string(to_string(m.format)) + ",\n";
+    // No label file when the run wrote DICOM objects only: the geometry is still described.
+    out += "    \"file\": " + (m.label_file.empty() ? "null" : json_string(m.label_file)) + ",\n";
+    out += "    \"format\": " +
+           (m.label_file.empty() ? "null" : json_string(to_string(m.format))) + ",\n";
     out += "    \"dims\": " + json_array(m.geometry.dims, integer) + ",\n";
     out += "    \"spacing_mm\": " + json_array(m.geometry.spacing, number) + ",\n";
     out += "    \"origin_lps_mm\": " + json_array(m.geometry.origin, number) + ",\n";

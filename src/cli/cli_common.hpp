@@ -32,5 +32,8 @@ void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_run_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_peer_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 
 } // namespace segnode::cli

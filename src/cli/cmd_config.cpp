@@ -1,6 +1,8 @@
 #include <iostream>
 
 #include "cli_common.hpp"
+#include "segnode/algorithms/registry.hpp"
+#include "segnode/pipeline/routing.hpp"
 
 namespace segnode::cli {
 
@@ -26,6 +28,12 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             return;
         }
         const Config& c = *config;
+        const algorithms::Registry registry = algorithms::make_builtin_registry();
+        if (auto st = pipeline::validate_rules(c, registry); !st) {
+            std::cerr << st.error().message << "\n";
+            exit_code = 1;
+            return;
+        }
         std::cout << "config OK: " << c.source << "\n"
                   << "  node:    ae_title=" << c.node.ae_title
                   << " workdir=" << c.node.workdir.string() << "\n"
@@ -37,7 +45,21 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                   << " duplicate_policy=" << to_string(c.storage.duplicate_policy) << "\n"
                   << "  series:  quiet_period_s=" << c.series.quiet_period_s
                   << " late_instance_policy=" << to_string(c.series.late_instance_policy)
-                  << "\n";
+                  << "\n"
+                  << "  jobs:    workers=" << c.jobs.workers << " timeout_s=" << c.jobs.timeout_s
+                  << " send attempts=" << c.send.attempts << "\n";
+        for (const PeerConfig& peer : c.peers) {
+            std::cout << "  peer:    " << peer.name << " = " << peer.ae_title << "@" << peer.host
+                      << ":" << peer.port << "\n";
+        }
+        for (const RuleConfig& rule : c.rules) {
+            std::cout << "  rule:    " << rule.name << " -> " << rule.algorithm << " ("
+                      << pipeline::outputs_text(rule.outputs) << ") to " << rule.destination
+                      << "\n";
+        }
+        if (c.rules.empty()) {
+            std::cout << "  rules:   none (received series are stored but not processed)\n";
+        }
     });
 }
 

@@ -5,6 +5,8 @@
 #include "cli_common.hpp"
 #include "segnode/algorithms/label_io.hpp"
 #include "segnode/algorithms/registry.hpp"
+#include "segnode/dicom/rtstruct_writer.hpp"
+#include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
 
 #include <array>
@@ -15,6 +17,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/ioctl.h>
@@ -126,6 +129,8 @@ struct OutputRequest {
     const algorithms::AlgorithmInfo& algorithm;
     const algorithms::Settings& settings;
     fs::path output_dir;
+    std::string uid_root;       ///< output.uid_root of the config
+    unsigned series_number = 0; ///< output.series_number of the config
 };
 
 /// Writes its files into the output directory and returns them, or an error.
@@ -135,7 +140,8 @@ struct OutputFormat {
     std::string name;
     std::string help;
     WriteOutput write;
-    algorithms::LabelFileFormat label_format; ///< the label map segments.json describes
+    /// The label map file segments.json describes; none for the DICOM formats.
+    std::optional<algorithms::LabelFileFormat> label_format;
 };
 
 WriteOutput label_file_writer(algorithms::LabelFileFormat format) {
@@ -151,8 +157,39 @@ WriteOutput label_file_writer(algorithms::LabelFileFormat format) {
     };
 }
 
-/// The values --format accepts, in the order the help lists them. DICOM SEG and RTSTRUCT
-/// outputs are added here as entries of their own.
+/// Writes DICOM SEG and/or RTSTRUCT (seg.dcm, rtstruct.dcm) derived from the source series.
+WriteOutput dicom_writer(bool seg, bool rtstruct) {
+    return [seg, rtstruct](const OutputRequest& request) -> Result<std::vector<fs::path>> {
+        dicom::DerivedObjectOptions options;
+        options.uid_root = request.uid_root;
+        options.series_number = static_cast<int>(request.series_number);
+        options.algorithm_name = request.algorithm.name;
+        options.algorithm_version = request.algorithm.version;
+        std::vector<fs::path> files;
+        if (seg) {
+            auto written = dicom::write_seg(request.series, request.labels,
+                                            request.algorithm.segments, options,
+                                            request.output_dir / "seg.dcm");
+            if (!written) {
+                return Error{"SEG: " + written.error().message};
+            }
+            files.push_back(written->file);
+        }
+        if (rtstruct) {
+            options.series_number += seg ? 1 : 0;
+            auto written = dicom::write_rtstruct(request.series, request.labels,
+                                                 request.algorithm.segments, options,
+                                                 request.output_dir / "rtstruct.dcm");
+            if (!written) {
+                return Error{"RTSTRUCT: " + written.error().message};
+            }
+            files.push_back(written->file);
+        }
+        return files;
+    };
+}
+
+/// The values --format accepts, in the order the help lists them.
 const std::vector<OutputFormat>& output_formats() {
     using algorithms::LabelFileFormat;
     static const std::vector<OutputFormat> formats{
@@ -160,6 +197,9 @@ const std::vector<OutputFormat>& output_formats() {
          LabelFileFormat::Nifti},
         {"nrrd", "labels.nrrd (NRRD, LPS)", label_file_writer(LabelFileFormat::Nrrd),
          LabelFileFormat::Nrrd},
+        {"seg", "seg.dcm (DICOM SEG)", dicom_writer(true, false), std::nullopt},
+        {"rtstruct", "rtstruct.dcm (DICOM RTSTRUCT)", dicom_writer(false, true), std::nullopt},
+        {"both", "seg.dcm and rtstruct.dcm", dicom_writer(true, true), std::nullopt},
     };
     return formats;
 }
@@ -209,7 +249,7 @@ std::string summary_line(const algorithms::AlgorithmInfo& info,
     return info.name + " " + info.version + ": " + segments + " | " + timing.data();
 }
 
-int run_command(const RunOptions& options) {
+int run_command(const RunOptions& options, const OutputConfig& output_config) {
     const auto start = Clock::now();
 
     // Usage: algorithm and settings are checked before anything is read.
@@ -299,7 +339,10 @@ int run_command(const RunOptions& options) {
     // Write.
     progress.status("writing " + format.name + " to " + output_dir.string());
     const auto write_start = Clock::now();
-    const OutputRequest request{series, *labels, algorithm.info(), *settings, output_dir};
+    const OutputRequest request{series,     *labels,
+                                algorithm.info(), *settings,
+                                output_dir, output_config.uid_root,
+                                output_config.series_number};
     auto written = format.write(request);
     if (!written) {
         progress.clear();
@@ -310,8 +353,10 @@ int run_command(const RunOptions& options) {
     manifest.algorithm_name = algorithm.name();
     manifest.algorithm_version = algorithm.info().version;
     manifest.settings = *settings;
-    manifest.label_file = algorithms::default_label_file_name(format.label_format);
-    manifest.format = format.label_format;
+    if (format.label_format) {
+        manifest.label_file = algorithms::default_label_file_name(*format.label_format);
+        manifest.format = *format.label_format;
+    }
     manifest.geometry = labels->geometry;
     manifest.source = {{"input", fs::absolute(options.input).lexically_normal().string()},
                        {"study_uid", series.study_uid},
@@ -342,7 +387,7 @@ int run_command(const RunOptions& options) {
 
 } // namespace
 
-void add_run_command(CLI::App& app, GlobalOptions& /*options*/, int& exit_code) {
+void add_run_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto opts = std::make_shared<RunOptions>();
     auto* cmd = app.add_subcommand(
         "run", "Segment one series offline: a directory of DICOM files in, a label map and "
@@ -364,13 +409,21 @@ void add_run_command(CLI::App& app, GlobalOptions& /*options*/, int& exit_code) 
     for (const auto& format : output_formats()) {
         format_text += (format_text.empty() ? "" : ", ") + format.name + ": " + format.help;
     }
-    cmd->add_option("-f,--format", opts->format, "Label map format (" + format_text + ")")
+    cmd->add_option("-f,--format", opts->format, "Output format (" + format_text + ")")
         ->check(CLI::IsMember(output_format_names()))
         ->capture_default_str();
     cmd->add_option("--threads", opts->threads,
                     "Threads for loading and for the algorithm (0: one per core)")
         ->capture_default_str();
-    cmd->callback([opts, &exit_code] { exit_code = run_command(*opts); });
+    cmd->callback([opts, &options, &exit_code] {
+        // Only [output] matters to an offline run (UID root, series number of SEG/RTSTRUCT).
+        auto config = resolve_config(options);
+        if (!config) {
+            exit_code = 2;
+            return;
+        }
+        exit_code = run_command(*opts, config->output);
+    });
 }
 
 } // namespace segnode::cli

@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
     segnode::cli::add_key_command(app, options, exit_code);
     segnode::cli::add_algorithm_command(app, options, exit_code);
     segnode::cli::add_run_command(app, options, exit_code);
+    segnode::cli::add_peer_command(app, options, exit_code);
+    segnode::cli::add_job_command(app, options, exit_code);
+    segnode::cli::add_series_command(app, options, exit_code);
 
     try {
         app.parse(argc, argv);

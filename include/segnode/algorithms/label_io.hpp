@@ -85,7 +85,7 @@ struct SegmentsManifest {
     std::string algorithm_name;
     std::string algorithm_version;
     Settings settings;      ///< the complete, validated settings of the run
-    std::string label_file; ///< file name of the label map (beside the manifest)
+    std::string label_file; ///< file name of the label map (beside it); empty: none (null)
     LabelFileFormat format = LabelFileFormat::Nifti;
     Geometry geometry;
     /// Where the volume came from, e.g. {"series_uid", ...}; written as strings, in order.

@@ -1,0 +1,154 @@
+// segnode job list [--state S] | show ID | retry ID | cancel ID
+// All of them work against the database of a running node (SQLite WAL, busy timeout): the
+// node picks up retried jobs and cancellation requests at its next poll.
+#include <cstdio>
+#include <iostream>
+
+#include "cli_common.hpp"
+#include "segnode/core/clock.hpp"
+#include "segnode/store/job_repo.hpp"
+
+namespace segnode::cli {
+namespace {
+
+std::string when(const std::optional<std::int64_t>& ms) {
+    return ms ? format_utc_ms(*ms) : std::string("-");
+}
+
+void print_job(store::JobRepo& repo, const store::JobRow& j) {
+    std::cout << "job " << j.id << "\n"
+              << "  state:       " << to_string(j.state)
+              << (j.cancel_requested ? " (cancellation requested)" : "") << "\n"
+              << "  series:      " << j.spec.series_uid << "\n"
+              << "  rule:        " << j.spec.rule << "\n"
+              << "  algorithm:   " << j.spec.algorithm << " " << j.spec.algorithm_version << "\n"
+              << "  settings:    ";
+    if (j.spec.settings.empty()) {
+        std::cout << "(defaults)\n";
+    } else {
+        std::string s = j.spec.settings;
+        for (char& ch : s) {
+            ch = ch == '\n' ? ' ' : ch;
+        }
+        std::cout << s << "\n";
+    }
+    std::cout << "  outputs:     " << j.spec.outputs << "\n"
+              << "  destination: " << j.spec.destination;
+    if (!j.spec.dest_ae.empty()) {
+        std::cout << " (" << j.spec.dest_ae << " at " << j.spec.dest_host << ":"
+                  << j.spec.dest_port << ")";
+    }
+    std::cout << "\n"
+              << "  runs:        " << j.runs << ", send attempts: " << j.send_attempts << "\n"
+              << "  created:     " << format_utc_ms(j.created_at) << "\n"
+              << "  started:     " << when(j.started_at) << "\n"
+              << "  finished:    " << when(j.finished_at) << "\n";
+    if (j.purged_at) {
+        std::cout << "  purged:      " << format_utc_ms(*j.purged_at) << " (outputs removed)\n";
+    }
+    if (!j.error.empty()) {
+        std::cout << "  error:       " << j.error << "\n";
+    }
+    const auto outputs = repo.outputs(j.id);
+    if (!outputs.empty()) {
+        std::cout << "outputs:\n";
+        for (const store::JobOutput& o : outputs) {
+            std::cout << "  " << o.kind << "  " << o.relpath << "  " << o.size_bytes
+                      << " bytes  SOP " << o.sop_instance_uid << "  "
+                      << (o.sent_at ? "sent " + format_utc_ms(*o.sent_at)
+                                    : std::string("not sent"))
+                      << (o.send_detail.empty() ? "" : " (" + o.send_detail + ")") << "\n";
+        }
+    }
+    std::cout << "timeline:\n";
+    for (const store::JobEvent& e : repo.events(j.id)) {
+        std::cout << "  " << format_utc_ms(e.at) << "  " << e.event
+                  << (e.detail.empty() ? "" : "  " + e.detail) << "\n";
+    }
+}
+
+/// Opens the database and runs `f(repo)`; handles config/database errors.
+template <typename F> void with_jobs(GlobalOptions& options, int& exit_code, F&& f) {
+    auto config = resolve_config(options);
+    if (!config) {
+        exit_code = 2;
+        return;
+    }
+    auto db = open_database(*config, false);
+    if (!db) {
+        exit_code = 1;
+        return;
+    }
+    try {
+        store::JobRepo repo(*db);
+        f(repo);
+    } catch (const store::DatabaseError& e) {
+        std::cerr << "job: " << e.what() << "\n";
+        exit_code = 1;
+    }
+}
+
+} // namespace
+
+void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
+    auto* cmd = app.add_subcommand("job", "Inspect, retry and cancel jobs");
+    cmd->require_subcommand(1);
+
+    auto* list = cmd->add_subcommand("list", "List jobs, newest first");
+    auto state = std::make_shared<std::string>();
+    auto limit = std::make_shared<std::int64_t>(50);
+    list->add_option("--state", *state, "Only jobs in this state")
+        ->check(CLI::IsMember({"queued", "running", "sending", "done", "failed", "cancelled"}));
+    list->add_option("--limit", *limit, "At most this many (default 50)")
+        ->check(CLI::Range(1, 100000));
+    list->callback([&options, &exit_code, state, limit] {
+        with_jobs(options, exit_code, [&](store::JobRepo& repo) {
+            const auto rows = repo.list(
+                state->empty() ? std::nullopt : store::parse_job_state(*state), *limit);
+            std::printf("%-6s %-9s %-10s %-14s %-12s %-25s %s\n", "ID", "STATE", "ALGORITHM",
+                        "OUTPUTS", "DEST", "CREATED", "ERROR");
+            for (const store::JobRow& j : rows) {
+                std::printf("%-6lld %-9s %-10s %-14s %-12s %-25s %s\n",
+                            static_cast<long long>(j.id), to_string(j.state).c_str(),
+                            j.spec.algorithm.c_str(), j.spec.outputs.c_str(),
+                            j.spec.destination.c_str(), format_utc_ms(j.created_at).c_str(),
+                            j.error.c_str());
+            }
+        });
+    });
+
+    auto* show = cmd->add_subcommand("show", "A job's timeline, settings, outputs and error");
+    auto show_id = std::make_shared<std::int64_t>(0);
+    show->add_option("ID", *show_id, "Job id")->required();
+    show->callback([&options, &exit_code, show_id] {
+        with_jobs(options, exit_code, [&](store::JobRepo& repo) {
+            const auto job = repo.find(*show_id);
+            if (!job) {
+                std::cerr << "job show: no job " << *show_id << "\n";
+                exit_code = 1;
+                return;
+            }
+            print_job(repo, *job);
+        });
+    });
+
+    for (const char* verb : {"retry", "cancel"}) {
+        const bool retry = std::string(verb) == "retry";
+        auto* sub = cmd->add_subcommand(
+            verb, retry ? "Run a failed or cancelled job again (or resend its results)"
+                        : "Cancel a queued, running or sending job");
+        auto id = std::make_shared<std::int64_t>(0);
+        sub->add_option("ID", *id, "Job id")->required();
+        sub->callback([&options, &exit_code, id, retry] {
+            with_jobs(options, exit_code, [&](store::JobRepo& repo) {
+                bool ok = false;
+                const std::string message = retry ? repo.retry(*id, now_ms(), ok)
+                                                  : repo.request_cancel(*id, now_ms(), ok);
+                (ok ? std::cout : std::cerr) << message << "\n";
+                exit_code = ok ? 0 : 1;
+            });
+        });
+    }
+}
+
+} // namespace segnode::cli
