@@ -90,19 +90,33 @@ def _toml_value(v):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a valid TOML basic string for our values
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)) and all(not isinstance(x, dict) for x in v):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"unsupported TOML value {v!r}")
 
 
 def to_toml(config):
-    """{section: {key: value | [dict, ...]}} -> TOML text; lists of dicts become [[a.b]]."""
+    """{section: {key: value | [dict, ...]} | [dict, ...]} -> TOML text; lists of dicts
+    become [[a.b]] (or [[a]] for a top-level list such as peers and rules)."""
     lines = []
     for section, keys in config.items():
+        if isinstance(keys, list):
+            for entry in keys:
+                lines.append(f"[[{section}]]")
+                for k, v in entry.items():
+                    lines.append(f"{k} = {_toml_value(v)}")
+                lines.append("")
+            continue
         lines.append(f"[{section}]")
         tables = {}
         for key, value in keys.items():
-            if isinstance(value, list):
+            if isinstance(value, list) and value and isinstance(value[0], dict):
                 tables[key] = value
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
@@ -119,7 +133,10 @@ def to_toml(config):
 def merge_config(base, overrides):
     out = {s: dict(v) for s, v in base.items()}
     for section, keys in (overrides or {}).items():
-        out.setdefault(section, {}).update(keys)
+        if isinstance(keys, list):
+            out[section] = list(keys)
+        else:
+            out.setdefault(section, {}).update(keys)
     return out
 
 
@@ -512,3 +529,51 @@ class SegnodeTestCase(unittest.TestCase):
         if not directory.exists():
             return []
         return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- destination peers
+
+class StoreScpPeer:
+    """dcmtk's storescp as a send-back destination: writes what it receives into `out_dir`
+    (SG.<uid> for SEG, RS.<uid> for RTSTRUCT, ...), on a loopback port chosen once, so it
+    can be stopped and started again on the same port."""
+
+    def __init__(self, base_dir, ae="DEST", port=None, name="dest"):
+        self.ae = ae
+        self.port = port or free_port()
+        self.out_dir = Path(base_dir) / f"{name}-received"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(base_dir) / f"{name}.log"
+        self.proc = None
+
+    def peer_entry(self, name="dest"):
+        return {"name": name, "ae_title": self.ae, "host": LOOPBACK, "port": self.port}
+
+    def start(self, timeout=10.0):
+        env = dict(os.environ, TCP_NODELAY="1")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", self.ae, "-od", str(self.out_dir), "+xa", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_open(self.port):
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"storescp exited: {self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"storescp did not listen on {self.port}")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def files(self, prefix=""):
+        return sorted(p for p in self.out_dir.iterdir() if p.name.startswith(prefix))
