@@ -24,6 +24,32 @@ class ConfigCheckTest(SegnodeTestCase):
         self.assertProcOk(proc, "config check of the sample config")
         self.assertIn("config OK", proc.stdout)
 
+    def test_sample_peer_and_rule_examples_are_valid(self):
+        # The commented [[peers]] / [[rules]] examples of the sample, uncommented, must pass.
+        text = (SOURCE_DIR / "config" / "segnode.toml").read_text()
+        head, tail = text.split("# Peers:", 1)
+        tail = re.sub(r"^# (\[\[(?:peers|rules)\]\]|[a-z_]+ = )", r"\1", tail, flags=re.M)
+        head = head.replace("extra_ae_titles = []", 'extra_ae_titles = ["SEG_LUNGS"]')
+        path = self.tmp / "examples.toml"
+        path.write_text(head + "# Peers:" + tail)
+        proc = run_cli("config", "check", str(path))
+        self.assertProcOk(proc, "config check of the uncommented examples")
+        self.assertIn("rule:    lungs -> lungs (seg,rtstruct) to pacs", proc.stdout)
+        self.assertIn("rule:    body-for-everything-else -> body (rtstruct) to sender",
+                      proc.stdout)
+
+    def test_unknown_algorithm_and_peer_in_rules(self):
+        path = self.tmp / "rules.toml"
+        path.write_text('[[rules]]\nname = "a"\nalgorithm = "lung"\n')
+        proc = run_cli("config", "check", str(path))
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"{path}:3:13: rules[0] (a).algorithm: unknown algorithm 'lung'",
+                      proc.stderr)
+        path.write_text('[[rules]]\nalgorithm = "body"\ndestination = "pacs"\n')
+        proc = run_cli("config", "check", str(path))
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("unknown peer 'pacs'", proc.stderr)
+
     def test_valid_config(self):
         path, proc = self.check(
             '[node]\nae_title = "NODE1"\nworkdir = "/tmp/x"\n\n[dicom]\nport = 11113\n'
@@ -100,13 +126,13 @@ class DbCommandsTest(SegnodeTestCase):
 
         proc = node.cli("db", "migrate")
         self.assertProcOk(proc, "db migrate")
-        self.assertIn("schema version 1", proc.stdout)
+        self.assertIn("schema version 2", proc.stdout)
         self.assertIn("0 migration(s) applied", proc.stdout)
 
         proc = node.cli("db", "status")
         self.assertProcOk(proc, "db status")
         out = proc.stdout
-        self.assertRegex(out, r"schema version:\s+1\b")
+        self.assertRegex(out, r"schema version:\s+2\b")
         self.assertRegex(out, r"instances:\s+5\n")
         self.assertRegex(out, r"series:\s+1 receiving, 0 complete, 0 routed")
         self.assertRegex(out, rf"associations:\s+{assoc_count}\n")
@@ -124,7 +150,7 @@ class DbCommandsTest(SegnodeTestCase):
 
         proc = run_cli("--workdir", str(work), "db", "migrate")
         self.assertProcOk(proc, "db migrate")
-        self.assertIn("1 migration(s) applied", proc.stdout)
+        self.assertIn("2 migration(s) applied", proc.stdout)
         proc = run_cli("--workdir", str(work), "db", "status")
         self.assertProcOk(proc, "db status")
         self.assertRegex(proc.stdout, r"instances:\s+0\n")
