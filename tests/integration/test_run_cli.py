@@ -359,6 +359,27 @@ class RunCliTest(SegnodeTestCase):
         # The algorithm's diagnostic line goes to stderr, not to the summary.
         self.assertIn("otsu: threshold", proc.stderr)
 
+    def test_dicom_formats(self):
+        # --format both writes a SEG and an RTSTRUCT of the source series (their content is
+        # checked in test_seg_writer / test_rtstruct_writer / test_pipeline); segments.json
+        # then names no label map file.
+        ph = self.series(rows=48, cols=40, slices=6)
+        out = self.tmp / "out"
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "series",
+                                "--output", out, "--format", "both")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        seg = pydicom.dcmread(str(out / "seg.dcm"))
+        rt = pydicom.dcmread(str(out / "rtstruct.dcm"))
+        self.assertEqual((seg.Modality, rt.Modality), ("SEG", "RTSTRUCT"))
+        self.assertEqual(seg.StudyInstanceUID, ph["study_uid"])
+        self.assertEqual(rt.StudyInstanceUID, ph["study_uid"])
+        self.assertEqual((int(seg.SeriesNumber), int(rt.SeriesNumber)), (9901, 9902))
+        self.assertEqual(seg.SegmentSequence[0].SegmentLabel, "Body")
+        manifest = json.loads((out / "segments.json").read_text())
+        self.assertIsNone(manifest["label_map"]["file"])
+        self.assertEqual(sorted(p.name for p in out.iterdir()),
+                         ["rtstruct.dcm", "seg.dcm", "segments.json"])
+
     # errors -------------------------------------------------------------------------------
 
     def assertUsageError(self, proc, *fragments):
@@ -397,8 +418,8 @@ class RunCliTest(SegnodeTestCase):
                                 "--output", out)
         self.assertUsageError(proc, str(self.tmp / "missing"))
         proc = self.run_segnode("--algorithm", "body", "--input", series, "--output", out,
-                                "--format", "seg")
-        self.assertUsageError(proc, "seg", "nifti", "nrrd")
+                                "--format", "png")
+        self.assertUsageError(proc, "png", "nifti", "nrrd", "seg", "rtstruct", "both")
         self.assertUsageError(self.run_segnode("--algorithm", "body", "--input", series),
                               "--output")
         self.assertUsageError(self.run_segnode("--input", series, "--output", out),
