@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "cli_common.hpp"
+#include "segnode/store/job_repo.hpp"
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
 
@@ -50,6 +51,15 @@ void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                   << "refused stores:  " << c.refused << "\n"
                   << "quarantined:     " << c.quarantined << "\n"
                   << "active API keys: " << c.api_keys << "\n";
+        if (store::schema_version(*db) >= 2) {
+            std::cout << "jobs:            ";
+            bool first = true;
+            for (const auto& [state, n] : store::JobRepo(*db).count_by_state()) {
+                std::cout << (first ? "" : ", ") << n << " " << state;
+                first = false;
+            }
+            std::cout << (first ? "none" : "") << "\n";
+        }
     });
 }
 

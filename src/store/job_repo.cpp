@@ -396,6 +396,19 @@ void JobRepo::mark_purged(std::int64_t id, std::int64_t at) {
     m_db.prepare("UPDATE jobs SET purged_at = ? WHERE id = ?").bind(1, at).bind(2, id).run();
 }
 
+std::vector<std::pair<std::string, std::int64_t>> JobRepo::count_by_state() {
+    std::vector<std::pair<std::string, std::int64_t>> counts;
+    for (const char* state : k_state_names) {
+        auto st = m_db.prepare("SELECT count(*) FROM jobs WHERE state = ?");
+        st.bind(1, state);
+        st.step();
+        if (const std::int64_t n = st.column_int64(0); n > 0) {
+            counts.emplace_back(state, n);
+        }
+    }
+    return counts;
+}
+
 std::int64_t JobRepo::unfinished_for_series(std::int64_t series_id) {
     auto st = m_db.prepare("SELECT count(*) FROM jobs WHERE series_id = ? AND state IN "
                            "('queued', 'running', 'sending')");

@@ -127,6 +127,9 @@ class EndToEnd(PipelineTestCase):
         for text in ("state:       done", "queued  rule ct-body matched", "running  run 1",
                      "sending  processed in", "done  all outputs delivered", "seg  jobs/"):
             self.assertIn(text, show.stdout)
+        status = node.cli("db", "status")
+        self.assertProcOk(status, "db status")
+        self.assertRegex(status.stdout, r"jobs:\s+1 done\n")
         self.assertStopsCleanly(node)
 
     def test_two_series_interleaved_on_one_association_are_routed_separately(self):

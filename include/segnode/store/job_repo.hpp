@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "segnode/store/database.hpp"
@@ -129,6 +130,8 @@ public:
     /// Finished (done/failed/cancelled) jobs finished before `cutoff` and not yet purged.
     std::vector<std::int64_t> finished_before(std::int64_t cutoff);
     void mark_purged(std::int64_t id, std::int64_t at);
+    /// (state, number of jobs) for the states that have jobs, in state order.
+    std::vector<std::pair<std::string, std::int64_t>> count_by_state();
     /// Jobs of a series that are not finished (queued/running/sending).
     std::int64_t unfinished_for_series(std::int64_t series_id);
 
