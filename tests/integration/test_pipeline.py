@@ -48,14 +48,15 @@ class PipelineTestCase(SegnodeTestCase):
         self.addCleanup(peer.stop)
         return peer
 
-    def wait_job_state(self, node, states, job_id=None, timeout=60):
+    def wait_job_state(self, node, states, job_id=None, timeout=60, count=1):
+        """Waits until `count` jobs (or job `job_id`) exist and all are in `states`."""
         states = (states,) if isinstance(states, str) else states
         sql = "SELECT id, state FROM jobs" + (" WHERE id = ?" if job_id else "")
         params = (job_id,) if job_id else ()
 
         def reached():
             rows = node.query(sql, params)
-            return rows and all(r[1] in states for r in rows)
+            return len(rows) >= count and all(r[1] in states for r in rows)
         node.wait_for(reached, timeout, what=f"jobs in {states}\n{node.log_tail()}")
         return node.query(sql, params)
 
@@ -141,7 +142,7 @@ class EndToEnd(PipelineTestCase):
         interleaved = [f for pair in zip(a["files"], b["files"]) for f in pair]
         self.send(node, interleaved)
 
-        rows = self.wait_job_state(node, ("done", "failed"))
+        rows = self.wait_job_state(node, ("done", "failed"), count=2)
         self.assertEqual([r[1] for r in rows], ["done", "done"], node.log_tail())
         jobs_series = sorted(r[0] for r in node.query("SELECT series_uid FROM jobs"))
         self.assertEqual(jobs_series, sorted([a["series_uid"], b["series_uid"]]))
@@ -264,7 +265,7 @@ class Routing(PipelineTestCase):
 
         node.wait_for(lambda: node.scalar("SELECT count(*) FROM series WHERE state = 'routed'")
                       == 4, 30, what="all four series routed")
-        self.wait_job_state(node, ("done",), timeout=60)
+        self.wait_job_state(node, ("done",), timeout=60, count=2)
         jobs = dict(node.query("SELECT series_uid, rule || ':' || algorithm FROM jobs"))
         self.assertEqual(jobs, {bone["series_uid"]: "bone-ae:bone",
                                 chest["series_uid"]: "lungs-by-text:lungs"})
@@ -285,7 +286,7 @@ class Routing(PipelineTestCase):
         unknown = self.series("unknown", slices=6)
         self.send(node, known["files"], aet="MODALITY1")
         self.send(node, unknown["files"], aet="STRANGER")
-        rows = dict(self.wait_job_state(node, ("done", "failed")))
+        rows = dict(self.wait_job_state(node, ("done", "failed"), count=2))
         by_series = dict(node.query("SELECT series_uid, id FROM jobs"))
         self.assertEqual(rows[by_series[known["series_uid"]]], "done")
         failed = self.job(node, by_series[unknown["series_uid"]])
