@@ -434,6 +434,7 @@ def run_throughput(args, base, dest, inputs, workers):
             f"{(returned - t_send) / 1000:.1f} s; waiting for {len(uids)} jobs")
         cpu0 = cpu_seconds(node.proc.pid)
         dest_cpu0 = cpu_seconds(dest.proc.pid)
+        bench_cpu0 = time.process_time()
         samples = [(time.monotonic(), cpu0)]
         first_running = None  # (monotonic, segnode CPU s, machine CPU s) at the first job seen
         load_before = loadavg()
@@ -462,6 +463,7 @@ def run_throughput(args, base, dest, inputs, workers):
         machine1 = machine_busy_seconds()
         cpu1 = cpu_seconds(node.proc.pid)
         dest_cpu1 = cpu_seconds(dest.proc.pid)
+        bench_cpu = time.process_time() - bench_cpu0
         samples.append((time.monotonic(), cpu1))
         rows = node.query(f"SELECT min(s.completed_at), max(s.completed_at), "
                           f"min(j.started_at), max(j.finished_at) FROM jobs j JOIN series s "
@@ -492,6 +494,7 @@ def run_throughput(args, base, dest, inputs, workers):
         "cpu_s": cpu1 - cpu0,
         "cores_busy": (cpu1 - cpu0) / wall,
         "dest_cpu_s": dest_cpu1 - dest_cpu0,
+        "bench_cpu_s": bench_cpu,
         "timeline": busy,
         "steps": {k: median([s.get(k) for s in steps]) for k in JOB_LOG_PATTERNS},
     }
@@ -527,6 +530,7 @@ def report_throughput(results, args, count):
         ("  cores busy from first job running to all done", "cores_busy_processing"),
         ("  all processes of the machine, same interval", "machine_busy_processing"),
         ("storescp (destination) CPU meanwhile [s]", "dest_cpu_s"),
+        ("this bench's own CPU (10 ms polling) meanwhile [s]", "bench_cpu_s"),
         ("jobs per minute (first start -> last done)", "jobs_per_min"),
     ]
     for label, key in rows:
@@ -543,6 +547,12 @@ def report_throughput(results, args, count):
               + " ".join(f"{b:.1f}" for b in r["timeline"]))
     best = max(results, key=lambda r: r["cores_busy_processing"])
     verdict = "PASS" if best["cores_busy_processing"] >= 0.8 * NCPU else "FAIL"
+    # CPU the machine spent on neither segnode nor the destination (other users, the bench's
+    # own polling): on a shared machine a FAIL is only meaningful when that is small.
+    others = (best["machine_busy_processing"] - best["cores_busy_processing"]
+              - (best["dest_cpu_s"] + best.get("bench_cpu_s", 0)) / best["wall_s"])
+    if verdict == "FAIL" and others > 0.25:
+        verdict = f"INCONCLUSIVE (other processes used {others:.2f} cores meanwhile)"
     print(f"{verdict}: C with workers={best['workers']}: {best['cores_busy_processing']:.2f} of "
           f"{NCPU} cores busy while the {count} jobs ran (>= {0.8 * NCPU:.1f} counts as busy)")
 
