@@ -91,7 +91,7 @@ struct RuleConfig {
 };
 
 struct JobsConfig {
-    unsigned workers = 1;          ///< jobs processed at once
+    unsigned workers = 2;          ///< jobs processed at once (2 keeps 2 cores busy)
     unsigned algorithm_threads = 0; ///< threads per job; 0 = hardware threads
     unsigned timeout_s = 1800;     ///< per job (load + algorithm + writers), not send-back
     unsigned max_volume_mb = 2048; ///< larger volumes (int16 voxels) are refused
