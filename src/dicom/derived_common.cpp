@@ -214,6 +214,25 @@ Status check_code_string(const std::string& what, const std::string& value) {
     return ok_status();
 }
 
+Status check_writer_inputs(const Geometry& source, const LabelMap& labels,
+                           const std::vector<SegmentInfo>& segments,
+                           const DerivedObjectOptions& options, const std::string& label_what) {
+    if (Status s = check_label_geometry(source, labels.geometry); !s) {
+        return s;
+    }
+    if (!labels.consistent()) {
+        return Error{"label map holds " + std::to_string(labels.voxels.size()) +
+                     " values, not one per voxel of its geometry"};
+    }
+    if (Status s = check_segments(segments); !s) {
+        return s;
+    }
+    if (Status s = check_code_string(label_what, options.content_label); !s) {
+        return s;
+    }
+    return check_uid_root(options.uid_root);
+}
+
 Result<std::string> make_uid(const std::string& root) {
     if (root.empty()) {
         return generate_uuid_uid();

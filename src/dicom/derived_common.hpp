@@ -13,6 +13,7 @@
 // check_label_geometry(s, l)    The label map's geometry is the source volume's.
 // check_segments(segments)      Labels 1..255 declared once, names valid for LO.
 // check_code_string(what, v)    1..16 characters of a Code String (ContentLabel, ...).
+// check_writer_inputs(...)      All of the above that both writers need, in one call.
 // make_uid(root)                New UID: generate_uuid_uid() for an empty root, otherwise
 //                               root + "." + random digits, checked with uid_problem.
 // dicom_date_time(now)          DA and TM strings (local time) of options.now or the clock.
@@ -64,6 +65,13 @@ Status check_segments(const std::vector<SegmentInfo>& segments);
 
 /// A Code String value: 1..16 upper-case letters, digits, spaces or underscores.
 Status check_code_string(const std::string& what, const std::string& value);
+
+/// What both writers refuse before writing anything: a label map whose geometry is not the
+/// source's or whose buffer does not match it, bad segment declarations, a bad
+/// `content_label` (named `label_what` in the message) and a bad `uid_root`.
+Status check_writer_inputs(const Geometry& source, const LabelMap& labels,
+                           const std::vector<SegmentInfo>& segments,
+                           const DerivedObjectOptions& options, const std::string& label_what);
 
 Result<std::string> make_uid(const std::string& root);
 

@@ -422,20 +422,9 @@ Result<WrittenObject> write_rtstruct(const LoadedSeries& source, const LabelMap&
                                      const DerivedObjectOptions& options,
                                      const std::filesystem::path& out_file) {
     const Geometry& g = source.volume.geometry;
-    if (Status s = detail::check_label_geometry(g, labels.geometry); !s) {
-        return s.error();
-    }
-    if (!labels.consistent()) {
-        return Error{"label map holds " + std::to_string(labels.voxels.size()) +
-                     " voxels, not one per voxel of its geometry"};
-    }
-    if (Status s = detail::check_segments(segments); !s) {
-        return s.error();
-    }
-    if (Status s = detail::check_code_string("structure set label", options.content_label); !s) {
-        return s.error();
-    }
-    if (Status s = detail::check_uid_root(options.uid_root); !s) {
+    if (Status s = detail::check_writer_inputs(g, labels, segments, options,
+                                               "structure set label");
+        !s) {
         return s.error();
     }
     auto refs = source_references(source);

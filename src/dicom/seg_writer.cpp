@@ -55,12 +55,9 @@ Status check_image_size(const Geometry& g) {
     return ok_status();
 }
 
-/// The shared declaration checks (derived_common) plus the codes, which a SEG segment must
-/// have: checked up front so that nothing is written for a bad declaration.
-Status check_segments(const std::vector<SegmentInfo>& segments) {
-    if (Status s = detail::check_segments(segments); !s) {
-        return s;
-    }
+/// The codes a SEG segment must have (the declarations themselves are checked by
+/// check_writer_inputs): checked up front so that nothing is written for a bad declaration.
+Status check_segment_codes(const std::vector<SegmentInfo>& segments) {
     for (const SegmentInfo& s : segments) {
         for (const CodedConcept* code : {&s.category, &s.type}) {
             if (code->value.empty() || code->scheme.empty() || code->meaning.empty()) {
@@ -364,15 +361,12 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
                                 const std::filesystem::path& out_file) {
     // Everything that can be refused is checked before a byte is written.
     const Geometry& g = source.volume.geometry;
-    if (Status s = detail::check_label_geometry(g, labels.geometry); !s) {
+    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "content label");
+        !s) {
         return s.error();
     }
     if (Status s = check_image_size(g); !s) {
         return s.error();
-    }
-    if (!labels.consistent()) {
-        return Error{"label map holds " + std::to_string(labels.voxels.size()) +
-                     " values, not one per voxel of its geometry"};
     }
     const std::size_t slices = g.dims[2];
     if (source.sop_instance_uids.size() != slices || source.frame_numbers.size() != slices ||
@@ -381,13 +375,7 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
                      " instances and " + std::to_string(source.frame_numbers.size()) +
                      " frame numbers for " + std::to_string(slices) + " slices"};
     }
-    if (Status s = check_segments(segments); !s) {
-        return s.error();
-    }
-    if (Status s = detail::check_code_string("content label", options.content_label); !s) {
-        return s.error();
-    }
-    if (Status s = detail::check_uid_root(options.uid_root); !s) {
+    if (Status s = check_segment_codes(segments); !s) {
         return s.error();
     }
 
