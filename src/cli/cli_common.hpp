@@ -1,10 +1,11 @@
 #pragma once
-#include <CLI/CLI.hpp>
-#include <optional>
-#include <string>
-
 #include "segnode/core/config.hpp"
 #include "segnode/store/database.hpp"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <optional>
+#include <string>
 
 namespace segnode::cli {
 
@@ -25,6 +26,31 @@ std::optional<Config> resolve_config(const GlobalOptions& options);
 /// given). Prints the error and returns nullopt.
 std::optional<store::Database> open_database(const Config& config, bool create,
                                              int* applied = nullptr);
+
+/// The usual frame of a command that reads or writes the node's database: resolves the
+/// config (exit status 2 on error), opens the database (1 on error; with `create` it is
+/// created and migrated first) and calls `f(config, db)`. A store::DatabaseError thrown by
+/// `f` is printed as "<command>: <what>" with exit status 1.
+template <typename F>
+void with_database(const GlobalOptions& options, int& exit_code, const char* command, F&& f,
+                   bool create = false) {
+    auto config = resolve_config(options);
+    if (!config) {
+        exit_code = 2;
+        return;
+    }
+    auto db = open_database(*config, create);
+    if (!db) {
+        exit_code = 1;
+        return;
+    }
+    try {
+        f(*config, *db);
+    } catch (const store::DatabaseError& e) {
+        std::cerr << command << ": " << e.what() << "\n";
+        exit_code = 1;
+    }
+}
 
 void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code);

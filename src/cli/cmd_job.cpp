@@ -1,12 +1,12 @@
 // segnode job list [--state S] | show ID | retry ID | cancel ID
 // All of them work against the database of a running node (SQLite WAL, busy timeout): the
 // node picks up retried jobs and cancellation requests at its next poll.
-#include <cstdio>
-#include <iostream>
-
 #include "cli_common.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/store/job_repo.hpp"
+
+#include <cstdio>
+#include <iostream>
 
 namespace segnode::cli {
 namespace {
@@ -35,8 +35,8 @@ void print_job(store::JobRepo& repo, const store::JobRow& j) {
     std::cout << "  outputs:     " << j.spec.outputs << "\n"
               << "  destination: " << j.spec.destination;
     if (!j.spec.dest_ae.empty()) {
-        std::cout << " (" << j.spec.dest_ae << " at " << j.spec.dest_host << ":"
-                  << j.spec.dest_port << ")";
+        std::cout << " (" << j.spec.dest_ae << " at " << j.spec.dest_host << ":" << j.spec.dest_port
+                  << ")";
     }
     std::cout << "\n"
               << "  runs:        " << j.runs << ", send attempts: " << j.send_attempts << "\n"
@@ -55,8 +55,7 @@ void print_job(store::JobRepo& repo, const store::JobRow& j) {
         for (const store::JobOutput& o : outputs) {
             std::cout << "  " << o.kind << "  " << o.relpath << "  " << o.size_bytes
                       << " bytes  SOP " << o.sop_instance_uid << "  "
-                      << (o.sent_at ? "sent " + format_utc_ms(*o.sent_at)
-                                    : std::string("not sent"))
+                      << (o.sent_at ? "sent " + format_utc_ms(*o.sent_at) : std::string("not sent"))
                       << (o.send_detail.empty() ? "" : " (" + o.send_detail + ")") << "\n";
         }
     }
@@ -64,27 +63,6 @@ void print_job(store::JobRepo& repo, const store::JobRow& j) {
     for (const store::JobEvent& e : repo.events(j.id)) {
         std::cout << "  " << format_utc_ms(e.at) << "  " << e.event
                   << (e.detail.empty() ? "" : "  " + e.detail) << "\n";
-    }
-}
-
-/// Opens the database and runs `f(repo)`; handles config/database errors.
-template <typename F> void with_jobs(GlobalOptions& options, int& exit_code, F&& f) {
-    auto config = resolve_config(options);
-    if (!config) {
-        exit_code = 2;
-        return;
-    }
-    auto db = open_database(*config, false);
-    if (!db) {
-        exit_code = 1;
-        return;
-    }
-    try {
-        store::JobRepo repo(*db);
-        f(repo);
-    } catch (const store::DatabaseError& e) {
-        std::cerr << "job: " << e.what() << "\n";
-        exit_code = 1;
     }
 }
 
@@ -102,9 +80,10 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->add_option("--limit", *limit, "At most this many (default 50)")
         ->check(CLI::Range(1, 100000));
     list->callback([&options, &exit_code, state, limit] {
-        with_jobs(options, exit_code, [&](store::JobRepo& repo) {
-            const auto rows = repo.list(
-                state->empty() ? std::nullopt : store::parse_job_state(*state), *limit);
+        with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
+            store::JobRepo repo(db);
+            const auto rows =
+                repo.list(state->empty() ? std::nullopt : store::parse_job_state(*state), *limit);
             std::printf("%-6s %-9s %-10s %-14s %-12s %-25s %s\n", "ID", "STATE", "ALGORITHM",
                         "OUTPUTS", "DEST", "CREATED", "ERROR");
             for (const store::JobRow& j : rows) {
@@ -121,7 +100,8 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto show_id = std::make_shared<std::int64_t>(0);
     show->add_option("ID", *show_id, "Job id")->required();
     show->callback([&options, &exit_code, show_id] {
-        with_jobs(options, exit_code, [&](store::JobRepo& repo) {
+        with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
+            store::JobRepo repo(db);
             const auto job = repo.find(*show_id);
             if (!job) {
                 std::cerr << "job show: no job " << *show_id << "\n";
@@ -140,10 +120,11 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
         auto id = std::make_shared<std::int64_t>(0);
         sub->add_option("ID", *id, "Job id")->required();
         sub->callback([&options, &exit_code, id, retry] {
-            with_jobs(options, exit_code, [&](store::JobRepo& repo) {
+            with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
+                store::JobRepo repo(db);
                 bool ok = false;
-                const std::string message = retry ? repo.retry(*id, now_ms(), ok)
-                                                  : repo.request_cancel(*id, now_ms(), ok);
+                const std::string message =
+                    retry ? repo.retry(*id, now_ms(), ok) : repo.request_cancel(*id, now_ms(), ok);
                 (ok ? std::cout : std::cerr) << message << "\n";
                 exit_code = ok ? 0 : 1;
             });

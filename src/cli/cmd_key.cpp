@@ -1,9 +1,9 @@
-#include <cstdio>
-#include <iostream>
-
 #include "cli_common.hpp"
 #include "segnode/api/api_keys.hpp"
 #include "segnode/core/clock.hpp"
+
+#include <cstdio>
+#include <iostream>
 
 namespace segnode::cli {
 
@@ -24,72 +24,52 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 1;
             return;
         }
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        auto db = open_database(*config, true);
-        if (!db) {
-            exit_code = 1;
-            return;
-        }
-        store::ApiKeyRepository repo(*db);
-        auto issued = api::issue_key(repo, *name, *api::parse_role(*role));
-        if (!issued) {
-            std::cerr << "key add: " << issued.error().message << "\n";
-            exit_code = 1;
-            return;
-        }
-        std::cout << issued->key << "\n";
-        std::cerr << "API key '" << *name << "' (" << *role << ", prefix " << issued->row.prefix
-                  << ") created. The key above is shown only now: store it safely.\n";
+        with_database(
+            options, exit_code, "key add",
+            [&](const Config&, store::Database& db) {
+                store::ApiKeyRepository repo(db);
+                auto issued = api::issue_key(repo, *name, *api::parse_role(*role));
+                if (!issued) {
+                    std::cerr << "key add: " << issued.error().message << "\n";
+                    exit_code = 1;
+                    return;
+                }
+                std::cout << issued->key << "\n";
+                std::cerr << "API key '" << *name << "' (" << *role << ", prefix "
+                          << issued->row.prefix
+                          << ") created. The key above is shown only now: store it safely.\n";
+            },
+            true);
     });
 
     auto* list = cmd->add_subcommand("list", "List keys (never their secrets)");
     list->callback([&options, &exit_code] {
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        auto db = open_database(*config, false);
-        if (!db) {
-            exit_code = 1;
-            return;
-        }
-        const auto rows = store::ApiKeyRepository(*db).list();
-        std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", "NAME", "ROLE", "PREFIX", "CREATED",
-                    "LAST USED", "STATUS");
-        for (const auto& r : rows) {
-            std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", r.name.c_str(), r.role.c_str(),
-                        r.prefix.c_str(), format_utc_ms(r.created_at).c_str(),
-                        r.last_used_at ? format_utc_ms(*r.last_used_at).c_str() : "never",
-                        r.revoked_at ? ("revoked " + format_utc_ms(*r.revoked_at)).c_str()
-                                     : "active");
-        }
+        with_database(options, exit_code, "key list", [&](const Config&, store::Database& db) {
+            const auto rows = store::ApiKeyRepository(db).list();
+            std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", "NAME", "ROLE", "PREFIX", "CREATED",
+                        "LAST USED", "STATUS");
+            for (const auto& r : rows) {
+                std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", r.name.c_str(), r.role.c_str(),
+                            r.prefix.c_str(), format_utc_ms(r.created_at).c_str(),
+                            r.last_used_at ? format_utc_ms(*r.last_used_at).c_str() : "never",
+                            r.revoked_at ? ("revoked " + format_utc_ms(*r.revoked_at)).c_str()
+                                         : "active");
+            }
+        });
     });
 
     auto* revoke = cmd->add_subcommand("revoke", "Revoke a key by name");
     auto revoke_name = std::make_shared<std::string>();
     revoke->add_option("NAME", *revoke_name, "Key name")->required();
     revoke->callback([&options, &exit_code, revoke_name] {
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        auto db = open_database(*config, false);
-        if (!db) {
-            exit_code = 1;
-            return;
-        }
-        if (auto st = store::ApiKeyRepository(*db).revoke(*revoke_name, now_ms()); !st) {
-            std::cerr << "key revoke: " << st.error().message << "\n";
-            exit_code = 1;
-            return;
-        }
-        std::cout << "API key '" << *revoke_name << "' revoked\n";
+        with_database(options, exit_code, "key revoke", [&](const Config&, store::Database& db) {
+            if (auto st = store::ApiKeyRepository(db).revoke(*revoke_name, now_ms()); !st) {
+                std::cerr << "key revoke: " << st.error().message << "\n";
+                exit_code = 1;
+                return;
+            }
+            std::cout << "API key '" << *revoke_name << "' revoked\n";
+        });
     });
 }
 

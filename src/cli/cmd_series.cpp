@@ -1,13 +1,13 @@
 // segnode series list | show UID | run UID --algorithm NAME [--set k=v] [--to PEER]
-#include <cstdio>
-#include <iostream>
-
 #include "cli_common.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <cstdio>
+#include <iostream>
 
 namespace segnode::cli {
 namespace {
@@ -34,85 +34,72 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->add_option("--limit", *limit, "At most this many (default 50)")
         ->check(CLI::Range(1, 100000));
     list->callback([&options, &exit_code, state, limit] {
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        auto db = open_database(*config, false);
-        if (!db) {
-            exit_code = 1;
-            return;
-        }
-        std::optional<store::SeriesState> filter;
-        if (*state == "receiving") {
-            filter = store::SeriesState::Receiving;
-        } else if (*state == "complete") {
-            filter = store::SeriesState::Complete;
-        } else if (*state == "routed") {
-            filter = store::SeriesState::Routed;
-        }
-        std::printf("%-64s %-9s %-4s %6s %-12s %-25s %s\n", "SERIES UID", "STATE", "MOD",
-                    "COUNT", "FROM", "LAST RECEIVED", "DESCRIPTION");
-        for (const auto& s : store::ReceiveIndex(*db).list_series(filter, *limit)) {
-            std::printf("%-64s %-9s %-4s %6lld %-12s %-25s %s\n", s.attrs.series_uid.c_str(),
-                        to_string(s.state).c_str(), s.attrs.modality.c_str(),
-                        static_cast<long long>(s.instance_count), s.calling_ae.c_str(),
-                        format_utc_ms(s.last_received_at).c_str(), s.attrs.description.c_str());
-        }
+        with_database(options, exit_code, "series list", [&](const Config&, store::Database& db) {
+            std::optional<store::SeriesState> filter;
+            if (*state == "receiving") {
+                filter = store::SeriesState::Receiving;
+            } else if (*state == "complete") {
+                filter = store::SeriesState::Complete;
+            } else if (*state == "routed") {
+                filter = store::SeriesState::Routed;
+            }
+            std::printf("%-64s %-9s %-4s %6s %-12s %-25s %s\n", "SERIES UID", "STATE", "MOD",
+                        "COUNT", "FROM", "LAST RECEIVED", "DESCRIPTION");
+            for (const auto& s : store::ReceiveIndex(db).list_series(filter, *limit)) {
+                std::printf("%-64s %-9s %-4s %6lld %-12s %-25s %s\n", s.attrs.series_uid.c_str(),
+                            to_string(s.state).c_str(), s.attrs.modality.c_str(),
+                            static_cast<long long>(s.instance_count), s.calling_ae.c_str(),
+                            format_utc_ms(s.last_received_at).c_str(), s.attrs.description.c_str());
+            }
+        });
     });
 
     auto* show = cmd->add_subcommand("show", "A series' attributes, state and jobs");
     auto show_uid = std::make_shared<std::string>();
     show->add_option("UID", *show_uid, "Series Instance UID")->required();
     show->callback([&options, &exit_code, show_uid] {
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        auto db = open_database(*config, false);
-        if (!db) {
-            exit_code = 1;
-            return;
-        }
-        store::ReceiveIndex index(*db);
-        const auto s = index.find_series(*show_uid);
-        if (!s) {
-            std::cerr << "series show: no series " << *show_uid << "\n";
-            exit_code = 1;
-            return;
-        }
-        std::cout << "series " << s->attrs.series_uid << "\n"
-                  << "  state:        " << to_string(s->state) << "\n"
-                  << "  patient:      " << s->attrs.patient_name << " (" << s->attrs.patient_id
-                  << ")\n"
-                  << "  study:        " << s->attrs.study_uid << " " << s->attrs.study_date
-                  << " accession " << s->attrs.accession_number << "\n"
-                  << "  modality:     " << s->attrs.modality << ", body part '"
-                  << s->attrs.body_part << "', number " << s->attrs.series_number << "\n"
-                  << "  description:  " << s->attrs.description << "\n"
-                  << "  from:         " << s->calling_ae << " at " << s->peer_address << " to "
-                  << s->called_ae << "\n"
-                  << "  instances:    " << s->instance_count << " (late " << s->late_instances
-                  << ")\n"
-                  << "  received:     " << format_utc_ms(s->first_received_at) << " .. "
-                  << format_utc_ms(s->last_received_at) << "\n"
-                  << "  completed:    "
-                  << (s->completed_at ? format_utc_ms(*s->completed_at) : std::string("-"))
-                  << "\n";
-        const auto matched = pipeline::first_match(*config, *s);
-        std::cout << "  routing:      "
-                  << (matched != nullptr ? "rule " + matched->name + " (" + matched->algorithm + ")"
-                                         : std::string("no rule matches"))
-                  << "\n";
-        const auto jobs = store::JobRepo(*db).for_series(s->id);
-        std::cout << "jobs:" << (jobs.empty() ? " none" : "") << "\n";
-        for (const store::JobRow& j : jobs) {
-            std::cout << "  " << j.id << "  " << to_string(j.state) << "  " << j.spec.algorithm
-                      << "  " << j.spec.outputs << " -> " << j.spec.destination
-                      << (j.error.empty() ? "" : "  " + j.error) << "\n";
-        }
+        with_database(
+            options, exit_code, "series show", [&](const Config& config, store::Database& db) {
+                store::ReceiveIndex index(db);
+                const auto s = index.find_series(*show_uid);
+                if (!s) {
+                    std::cerr << "series show: no series " << *show_uid << "\n";
+                    exit_code = 1;
+                    return;
+                }
+                std::cout << "series " << s->attrs.series_uid << "\n"
+                          << "  state:        " << to_string(s->state) << "\n"
+                          << "  patient:      " << s->attrs.patient_name << " ("
+                          << s->attrs.patient_id << ")\n"
+                          << "  study:        " << s->attrs.study_uid << " " << s->attrs.study_date
+                          << " accession " << s->attrs.accession_number << "\n"
+                          << "  modality:     " << s->attrs.modality << ", body part '"
+                          << s->attrs.body_part << "', number " << s->attrs.series_number << "\n"
+                          << "  description:  " << s->attrs.description << "\n"
+                          << "  from:         " << s->calling_ae << " at " << s->peer_address
+                          << " to " << s->called_ae << "\n"
+                          << "  instances:    " << s->instance_count << " (late "
+                          << s->late_instances << ")\n"
+                          << "  received:     " << format_utc_ms(s->first_received_at) << " .. "
+                          << format_utc_ms(s->last_received_at) << "\n"
+                          << "  completed:    "
+                          << (s->completed_at ? format_utc_ms(*s->completed_at) : std::string("-"))
+                          << "\n";
+                const auto matched = pipeline::first_match(config, *s);
+                std::cout << "  routing:      "
+                          << (matched != nullptr
+                                  ? "rule " + matched->name + " (" + matched->algorithm + ")"
+                                  : std::string("no rule matches"))
+                          << "\n";
+                const auto jobs = store::JobRepo(db).for_series(s->id);
+                std::cout << "jobs:" << (jobs.empty() ? " none" : "") << "\n";
+                for (const store::JobRow& j : jobs) {
+                    std::cout << "  " << j.id << "  " << to_string(j.state) << "  "
+                              << j.spec.algorithm << "  " << j.spec.outputs << " -> "
+                              << j.spec.destination << (j.error.empty() ? "" : "  " + j.error)
+                              << "\n";
+                }
+            });
     });
 
     auto* run = cmd->add_subcommand("run", "Queue a job for a stored series on the running node");
@@ -170,8 +157,8 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                 return;
             }
             std::string unresolved;
-            auto job = pipeline::make_job(*config, registry, *series, "manual", ro->algorithm,
-                                          raw, *outputs, ro->to, unresolved);
+            auto job = pipeline::make_job(*config, registry, *series, "manual", ro->algorithm, raw,
+                                          *outputs, ro->to, unresolved);
             if (!job) {
                 std::cerr << "series run: " << job.error().message << "\n";
                 exit_code = 2;
@@ -183,9 +170,8 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                 return;
             }
             const auto id = store::JobRepo(*db).create(*job, now_ms(), "segnode series run");
-            std::cout << "job " << id << " queued: " << ro->algorithm << " on " << ro->uid
-                      << " -> " << job->dest_ae << " at " << job->dest_host << ":"
-                      << job->dest_port << "\n";
+            std::cout << "job " << id << " queued: " << ro->algorithm << " on " << ro->uid << " -> "
+                      << job->dest_ae << " at " << job->dest_host << ":" << job->dest_port << "\n";
         } catch (const store::DatabaseError& e) {
             std::cerr << "series run: " << e.what() << "\n";
             exit_code = 1;
