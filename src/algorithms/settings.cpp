@@ -266,6 +266,18 @@ Result<std::pair<std::string, std::string>> parse_assignment(std::string_view te
     return std::pair<std::string, std::string>{std::move(key), std::string(text.substr(eq + 1))};
 }
 
+Result<RawSettings> parse_assignments(const std::vector<std::string>& texts) {
+    RawSettings raw;
+    for (const std::string& text : texts) {
+        auto assignment = parse_assignment(text);
+        if (!assignment) {
+            return assignment.error();
+        }
+        raw.push_back(std::move(assignment).value());
+    }
+    return raw;
+}
+
 Result<SettingValue> parse_setting_value(const SettingSpec& spec, std::string_view text) {
     const std::string prefix = spec.key + ": ";
     auto wrong_type = [&] {

@@ -167,9 +167,9 @@ WriteOutput dicom_writer(bool seg, bool rtstruct) {
         options.algorithm_version = request.algorithm.version;
         std::vector<fs::path> files;
         if (seg) {
-            auto written = dicom::write_seg(request.series, request.labels,
-                                            request.algorithm.segments, options,
-                                            request.output_dir / "seg.dcm");
+            auto written =
+                dicom::write_seg(request.series, request.labels, request.algorithm.segments,
+                                 options, request.output_dir / "seg.dcm");
             if (!written) {
                 return Error{"SEG: " + written.error().message};
             }
@@ -177,9 +177,9 @@ WriteOutput dicom_writer(bool seg, bool rtstruct) {
         }
         if (rtstruct) {
             options.series_number += seg ? 1 : 0;
-            auto written = dicom::write_rtstruct(request.series, request.labels,
-                                                 request.algorithm.segments, options,
-                                                 request.output_dir / "rtstruct.dcm");
+            auto written =
+                dicom::write_rtstruct(request.series, request.labels, request.algorithm.segments,
+                                      options, request.output_dir / "rtstruct.dcm");
             if (!written) {
                 return Error{"RTSTRUCT: " + written.error().message};
             }
@@ -260,16 +260,12 @@ int run_command(const RunOptions& options, const OutputConfig& output_config) {
         return 2;
     }
     const algorithms::Algorithm& algorithm = **found;
-    algorithms::RawSettings raw;
-    for (const auto& text : options.assignments) {
-        auto assignment = algorithms::parse_assignment(text);
-        if (!assignment) {
-            std::cerr << "run: --set: " << assignment.error().message << "\n";
-            return 2;
-        }
-        raw.push_back(std::move(assignment).value());
+    auto raw = algorithms::parse_assignments(options.assignments);
+    if (!raw) {
+        std::cerr << "run: --set: " << raw.error().message << "\n";
+        return 2;
     }
-    auto settings = algorithm.parse_settings(raw);
+    auto settings = algorithm.parse_settings(*raw);
     if (!settings) {
         std::cerr << "run: " << settings.error().message << "\n";
         return 2;
@@ -339,9 +335,12 @@ int run_command(const RunOptions& options, const OutputConfig& output_config) {
     // Write.
     progress.status("writing " + format.name + " to " + output_dir.string());
     const auto write_start = Clock::now();
-    const OutputRequest request{series,     *labels,
-                                algorithm.info(), *settings,
-                                output_dir, output_config.uid_root,
+    const OutputRequest request{series,
+                                *labels,
+                                algorithm.info(),
+                                *settings,
+                                output_dir,
+                                output_config.uid_root,
                                 output_config.series_number};
     auto written = format.write(request);
     if (!written) {

@@ -117,15 +117,11 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             return;
         }
         const algorithms::Registry registry = algorithms::make_builtin_registry();
-        algorithms::RawSettings raw;
-        for (const std::string& a : ro->assignments) {
-            auto kv = algorithms::parse_assignment(a);
-            if (!kv) {
-                std::cerr << "series run: --set: " << kv.error().message << "\n";
-                exit_code = 2;
-                return;
-            }
-            raw.push_back(*kv);
+        auto raw = algorithms::parse_assignments(ro->assignments);
+        if (!raw) {
+            std::cerr << "series run: --set: " << raw.error().message << "\n";
+            exit_code = 2;
+            return;
         }
         auto outputs = pipeline::parse_outputs(ro->outputs);
         if (!outputs) {
@@ -157,7 +153,7 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                 return;
             }
             std::string unresolved;
-            auto job = pipeline::make_job(*config, registry, *series, "manual", ro->algorithm, raw,
+            auto job = pipeline::make_job(*config, registry, *series, "manual", ro->algorithm, *raw,
                                           *outputs, ro->to, unresolved);
             if (!job) {
                 std::cerr << "series run: " << job.error().message << "\n";

@@ -31,8 +31,8 @@ Status validate_rules(const Config& config, const algorithms::Registry& registry
                          rule.algorithm + "' (known: " + known + ")"};
         }
         if (auto parsed = algorithm->parse_settings(rule.settings); !parsed) {
-            return Error{rule.settings_where + ": " + name + ".settings: " +
-                         parsed.error().message};
+            return Error{rule.settings_where + ": " + name +
+                         ".settings: " + parsed.error().message};
         }
     }
     return ok_status();
@@ -61,8 +61,8 @@ bool rule_matches(const RuleConfig& rule, const store::SeriesRow& series, std::s
         // Validated when the config was read.
         const std::regex re(rule.series_description, std::regex::ECMAScript | std::regex::icase);
         if (!std::regex_search(series.attrs.description, re)) {
-            return fail("series description '" + series.attrs.description +
-                        "' does not match /" + rule.series_description + "/");
+            return fail("series description '" + series.attrs.description + "' does not match /" +
+                        rule.series_description + "/");
         }
     }
     if (series.instance_count < static_cast<std::int64_t>(rule.min_instances)) {
@@ -81,8 +81,7 @@ const RuleConfig* first_match(const Config& config, const store::SeriesRow& seri
     return nullptr;
 }
 
-Result<dicom::PeerAddress> resolve_destination(const Config& config,
-                                               const std::string& destination,
+Result<dicom::PeerAddress> resolve_destination(const Config& config, const std::string& destination,
                                                const store::SeriesRow& series) {
     const PeerConfig* chosen = nullptr;
     if (destination == "sender") {
@@ -90,8 +89,8 @@ Result<dicom::PeerAddress> resolve_destination(const Config& config,
             if (peer.ae_title != series.calling_ae) {
                 continue;
             }
-            if (chosen == nullptr || (peer.host == series.peer_address &&
-                                      chosen->host != series.peer_address)) {
+            if (chosen == nullptr ||
+                (peer.host == series.peer_address && chosen->host != series.peer_address)) {
                 chosen = &peer;
             }
         }
@@ -189,13 +188,13 @@ std::string settings_text(const std::vector<std::pair<std::string, std::string>>
 }
 
 std::vector<std::pair<std::string, std::string>> parse_settings_text(const std::string& text) {
+    // The inverse of settings_text(): one "key=value" line per setting.
     std::vector<std::pair<std::string, std::string>> settings;
     std::stringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
-        const auto eq = line.find('=');
-        if (eq != std::string::npos) {
-            settings.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+        if (auto assignment = algorithms::parse_assignment(line)) {
+            settings.push_back(std::move(assignment).value());
         }
     }
     return settings;

@@ -259,3 +259,14 @@ TEST(Algorithm, ParseSettingsNamesAlgorithmAndKey) {
 
 } // namespace
 } // namespace segnode::algorithms
+
+TEST(Settings, ParseAssignmentsKeepsOrderAndStopsAtTheFirstBadOne) {
+    auto raw = segnode::algorithms::parse_assignments({"a=1", "b=x=y", "c="});
+    ASSERT_TRUE(raw.ok()) << raw.error().message;
+    const segnode::algorithms::RawSettings expected{{"a", "1"}, {"b", "x=y"}, {"c", ""}};
+    EXPECT_EQ(*raw, expected);
+    auto bad = segnode::algorithms::parse_assignments({"a=1", "oops", "=2"});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.error().message.find("'oops' is not of the form key=value"), std::string::npos)
+        << bad.error().message;
+}

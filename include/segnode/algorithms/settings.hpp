@@ -61,6 +61,8 @@ using RawSettings = std::vector<std::pair<std::string, std::string>>;
 
 /// Splits "key=value" (the first '=' separates; the value may be empty, the key may not).
 Result<std::pair<std::string, std::string>> parse_assignment(std::string_view text);
+/// parse_assignment of each text, in order (e.g. repeated --set options); the first error.
+Result<RawSettings> parse_assignments(const std::vector<std::string>& texts);
 
 /// Validated settings: one typed value per key of a schema.
 /// Getters throw std::logic_error for a key that is absent or of another type: the algorithm
