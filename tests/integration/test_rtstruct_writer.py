@@ -10,28 +10,21 @@ that it agrees with them on the conventions.
 Environment: SEGNODE_PHANTOM, SEGNODE_TEST_WRITE_DERIVED, SEGNODE_TEST_DATA (see harness.py).
 """
 
-import json
-import os
 import shutil
 import subprocess
-import tempfile
 import unittest
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
-from harness import BUILD_DIR, SEGNODE_PHANTOM, SEGNODE_TEST_DATA, generate_series
+from harness import SEGNODE_TEST_DATA, generate_series
 from rtstruct_reader import (dice, load_slices, rasterise_roi, read_rtstruct, signed_area,
                              slice_of_contour)
-from seg_reader import dciodvfy
+from derived_writer import CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching
 
-WRITE_DERIVED = Path(os.environ.get("SEGNODE_TEST_WRITE_DERIVED")
-                     or BUILD_DIR / "tests/tools/segnode-test-write-derived")
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
-FIXED_NOW = 1700000000
 
 # dciodvfy warnings that are accepted, as substrings; each is explained in docs/seg_rtstruct.md
 # (RTSTRUCT section). The writer currently produces none.
@@ -44,11 +37,6 @@ TEST_ROIS = {
     2: ("Lung", (197, 165, 145), "ORGAN"),
     3: ("Bone", (241, 214, 145), "ORGAN"),
 }
-
-
-def run_tool(*args, timeout=180):
-    return subprocess.run([str(WRITE_DERIVED), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ------------------------------------------------------------------ masks, shape (k, j, i)
@@ -77,21 +65,6 @@ def nested(dims):
     return mask
 
 
-def edge_touching(dims):
-    """Segments on the first/last rows and columns, in the corners and on whole slices."""
-    nx, ny, nz = dims
-    mask = np.zeros((nz, ny, nx), dtype=np.uint8)
-    mask[:, 0, :] = 1
-    mask[:, -1, :] = 1
-    mask[:, :, 0] = 2
-    mask[:, :, -1] = 2
-    mask[0, 1:-1, 1:-1] = 3
-    mask[-1, 1:-1, 1:-1] = 3
-    mask[:, 0, 0] = 1
-    mask[:, -1, -1] = 3  # a single corner voxel per slice
-    return mask
-
-
 def islands(dims, seed=7):
     """Many one-voxel and small islands of three labels (~25 % of voxels), with diagonal
     contacts everywhere."""
@@ -115,43 +88,9 @@ def combs(dims):
     return np.where(region, 1, 0).astype(np.uint8)
 
 
-class RtstructWriterTest(unittest.TestCase):
-    maxDiff = 4000
-
-    @classmethod
-    def setUpClass(cls):
-        for tool in (SEGNODE_PHANTOM, WRITE_DERIVED):
-            if not Path(tool).exists():
-                raise unittest.SkipTest(f"{tool} not built")
-
-    def setUp(self):
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"segnode-rt-{self._testMethodName}-"))
-        if os.environ.get("SEGNODE_KEEP_TMP") != "1":
-            self.addCleanup(shutil.rmtree, self.tmp, True)
-
-    # -------------------------------------------------------------------- helpers
-
-    def series_info(self, series_dir):
-        proc = run_tool("--series", series_dir, "--info")
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        return json.loads(proc.stdout)
-
-    def write(self, name, mask, series_dir, *extra, expect_ok=True):
-        raw = self.tmp / f"{name}.raw"
-        np.ascontiguousarray(mask, dtype=np.uint8).tofile(raw)
-        out = self.tmp / f"{name}_rt.dcm"
-        proc = run_tool("--series", series_dir, "--rtstruct", out, "--mask", raw, "--now",
-                        FIXED_NOW, *extra)
-        if expect_ok:
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-            return out, json.loads(proc.stdout)["rtstruct"]
-        return out, proc
-
-    def assertValid(self, path):
-        errors, warnings = dciodvfy(path)
-        self.assertEqual(errors, [], f"dciodvfy errors for {path}")
-        unexpected = [w for w in warnings if not any(a in w for a in ACCEPTED_WARNINGS)]
-        self.assertEqual(unexpected, [], "dciodvfy warnings not listed in docs/seg_rtstruct.md")
+class RtstructWriterTest(DerivedWriterTestCase):
+    kind = "rtstruct"
+    accepted_warnings = ACCEPTED_WARNINGS
 
     def round_trip(self, name, mask_fn, rows=40, cols=44, slices=6, **phantom):
         """Phantom -> mask -> RTSTRUCT; checks validity, the rasterised masks and the

@@ -8,27 +8,20 @@ established tools.
 Environment: SEGNODE_PHANTOM, SEGNODE_TEST_WRITE_DERIVED, SEGNODE_TEST_DATA (see harness.py).
 """
 
-import json
-import os
 import shutil
-import subprocess
-import tempfile
 import unittest
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
-from harness import BUILD_DIR, SEGNODE_PHANTOM, SEGNODE_TEST_DATA, generate_series
-from seg_reader import SegObject, SourceSlice, dciodvfy, source_slices
+from harness import SEGNODE_TEST_DATA, generate_series
+from derived_writer import CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching
+from seg_reader import SegObject, SourceSlice, source_slices
 
-WRITE_DERIVED = Path(os.environ.get("SEGNODE_TEST_WRITE_DERIVED")
-                     or BUILD_DIR / "tests/tools/segnode-test-write-derived")
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SOURCE_IMAGE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
 SEGMENTATION_DERIVATION = ("113076", "DCM", "Segmentation")
 MORPHOLOGICAL_OPERATIONS = ("123104", "DCM", "Morphological Operations")
-FIXED_NOW = 1700000000  # content date/time of the written objects
 
 # dciodvfy warnings that are accepted, as substrings; each is explained in docs/seg_rtstruct.md.
 # The writer currently produces none.
@@ -40,11 +33,6 @@ TEST_SEGMENTS = {
     2: ("Lung", ("123037004", "SCT", "Anatomical Structure"), ("39607008", "SCT", "Lung")),
     3: ("Bone", ("91723000", "SCT", "Anatomical Structure"), ("272673000", "SCT", "Bone")),
 }
-
-
-def run_tool(*args, timeout=120):
-    return subprocess.run([str(WRITE_DERIVED), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ------------------------------------------------------------------ masks, shape (k, j, i)
@@ -63,21 +51,6 @@ def three_segments(dims):
     return mask
 
 
-def edge_touching(dims):
-    """Segments on the first/last rows and columns and on the first and last slices."""
-    nx, ny, nz = dims
-    mask = np.zeros((nz, ny, nx), dtype=np.uint8)
-    mask[:, 0, :] = 1
-    mask[:, -1, :] = 1
-    mask[:, :, 0] = 2
-    mask[:, :, -1] = 2
-    mask[0, 1:-1, 1:-1] = 3
-    mask[-1, 1:-1, 1:-1] = 3
-    mask[:, 0, 0] = 1
-    mask[:, -1, -1] = 3  # a single corner voxel per slice
-    return mask
-
-
 def islands(dims, seed=7):
     """Many one-voxel and small islands of three labels (~4 % of voxels)."""
     rng = np.random.default_rng(seed)
@@ -87,45 +60,11 @@ def islands(dims, seed=7):
     return mask
 
 
-class SegTestBase(unittest.TestCase):
-    """Temporary directory, the tool, and the round trip with all its checks."""
+class SegTestBase(DerivedWriterTestCase):
+    """The round trip with all its checks."""
 
-    maxDiff = 4000
-
-    @classmethod
-    def setUpClass(cls):
-        for tool in (SEGNODE_PHANTOM, WRITE_DERIVED):
-            if not Path(tool).exists():
-                raise unittest.SkipTest(f"{tool} not built")
-
-    def setUp(self):
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"segnode-seg-{self._testMethodName}-"))
-        if os.environ.get("SEGNODE_KEEP_TMP") != "1":
-            self.addCleanup(shutil.rmtree, self.tmp, True)
-
-    # -------------------------------------------------------------------- helpers
-
-    def series_info(self, series_dir):
-        proc = run_tool("--series", series_dir, "--info")
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        return json.loads(proc.stdout)
-
-    def write(self, name, mask, series_dir, *extra, expect_ok=True):
-        raw = self.tmp / f"{name}.raw"
-        np.ascontiguousarray(mask, dtype=np.uint8).tofile(raw)
-        out = self.tmp / f"{name}.dcm"
-        proc = run_tool("--series", series_dir, "--out", out, "--mask", raw, "--now", FIXED_NOW,
-                        *extra)
-        if expect_ok:
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-            return out, json.loads(proc.stdout)
-        return out, proc
-
-    def assertValid(self, path):
-        errors, warnings = dciodvfy(path)
-        self.assertEqual(errors, [], f"dciodvfy errors for {path}")
-        unexpected = [w for w in warnings if not any(a in w for a in ACCEPTED_WARNINGS)]
-        self.assertEqual(unexpected, [], "dciodvfy warnings not listed in docs/seg_rtstruct.md")
+    kind = "seg"
+    accepted_warnings = ACCEPTED_WARNINGS
 
     def round_trip(self, name, mask_fn, rows=40, cols=44, slices=6, **phantom):
         """Phantom -> mask -> SEG; checks validity, exact decoding and the attributes."""
@@ -321,11 +260,7 @@ class EnhancedSourceTest(SegTestBase):
         self.assertEqual(info["frame_numbers"], [1, 2, 3])
         mask = three_segments(info["dims"])
         out, result = self.write("mf", mask, series_dir)
-        errors, warnings = dciodvfy(out)
-        self.assertEqual(errors, [])
-        unexpected = [w for w in warnings
-                      if not any(a in w for a in ACCEPTED_WARNINGS + self.SOURCE_PN_WARNINGS)]
-        self.assertEqual(unexpected, [])
+        self.assertValid(out, self.SOURCE_PN_WARNINGS)
         slices_ = source_slices([series_dir / self.SOURCE.name])
         self.assertEqual([s.frame_number for s in slices_], [1, 2, 3])
         seg = SegObject.read(out)
