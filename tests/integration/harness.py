@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import unittest
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -152,6 +153,22 @@ def dataset_bytes(path):
         raise ValueError(f"{path}: file meta does not start with (0002,0000)")
     (group_length,) = struct.unpack_from("<I", data, 140)
     return data[144 + group_length:]
+
+
+def rewrite(source, dest, **attrs):
+    """Copies a DICOM file with some data set attributes changed (file meta kept in step)."""
+    import pydicom  # only the tests that rewrite files need it
+    ds = pydicom.dcmread(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid UIDs we want
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+            if key == "SOPInstanceUID":
+                ds.file_meta.MediaStorageSOPInstanceUID = value
+            if key == "SOPClassUID":
+                ds.file_meta.MediaStorageSOPClassUID = value
+        ds.save_as(dest, write_like_original=True)
+    return Path(dest)
 
 
 def generate_series(out_dir, rows=64, cols=64, slices=20, **options):

@@ -2,31 +2,15 @@
 
 import re
 import unittest
-import warnings
 from pathlib import Path
 
-import pydicom
 
-from harness import CT_IMAGE_STORAGE, SECONDARY_CAPTURE, SegnodeTestCase, dataset_bytes
+from harness import (CT_IMAGE_STORAGE, SECONDARY_CAPTURE, SegnodeTestCase, dataset_bytes,
+                     rewrite)
 
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_DATASET_DOES_NOT_MATCH = 0xA900
-
-
-def rewrite(source, dest, **attrs):
-    """Copies a DICOM file with some data set attributes changed (file meta kept in step)."""
-    ds = pydicom.dcmread(source)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about the invalid UIDs we want
-        for key, value in attrs.items():
-            setattr(ds, key, value)
-            if key == "SOPInstanceUID":
-                ds.file_meta.MediaStorageSOPInstanceUID = value
-            if key == "SOPClassUID":
-                ds.file_meta.MediaStorageSOPClassUID = value
-        ds.save_as(dest, write_like_original=True)
-    return Path(dest)
 
 
 class UnsupportedSopClassTest(SegnodeTestCase):

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pydicom
 from pydicom.filereader import read_dataset
 
 from harness import (BUILD_DIR, ECHOSCU, EXPLICIT_LE, HERE, IMPLICIT_LE, LOOPBACK, NODE_AE,
-                     TOOL_ENV, SegnodeTestCase, free_port)
+                     TOOL_ENV, SegnodeTestCase, free_port, rewrite)
 
 SEGNODE_TEST_SCU = Path(os.environ.get("SEGNODE_TEST_SCU")
                         or BUILD_DIR / "tests/tools/segnode-test-scu")
@@ -51,21 +50,6 @@ class ScuRun:
     def __repr__(self):
         return (f"ScuRun(rc={self.returncode}, {self.elapsed:.2f} s, stdout={self.stdout!r}, "
                 f"stderr={self.stderr!r})")
-
-
-def rewrite(source, dest, **attrs):
-    """A copy of a DICOM file with data set attributes changed (file meta kept in step)."""
-    ds = pydicom.dcmread(source)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for key, value in attrs.items():
-            setattr(ds, key, value)
-            if key == "SOPInstanceUID":
-                ds.file_meta.MediaStorageSOPInstanceUID = value
-            if key == "SOPClassUID":
-                ds.file_meta.MediaStorageSOPClassUID = value
-        ds.save_as(dest, write_like_original=True)
-    return Path(dest)
 
 
 class ScuTestCase(SegnodeTestCase):
