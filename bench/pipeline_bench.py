@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -35,6 +34,9 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+from harness import StoreScpPeer, free_port, port_open  # noqa: E402  (path set just above)
 
 LOOPBACK = "127.0.0.1"
 NODE_AE = "SEGNODE"
@@ -65,18 +67,6 @@ def median(values):
 
 def fmt_s(v, width=7):
     return f"{v:{width}.3f}" if v is not None else " " * (width - 1) + "-"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def port_open(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((LOOPBACK, port)) == 0
 
 
 def cpu_seconds(pid):
@@ -118,45 +108,10 @@ def to_toml(config):
 
 # ------------------------------------------------------------------ processes
 
-class Destination:
-    """storescp writing every received object to a file in out_dir (SG.* SEG, RS.* RTSTRUCT)."""
-
-    def __init__(self, base, fork=False):
-        self.fork = fork
-        self.out_dir = base / "dest-received"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = base / "dest.log"
-        self.port = None
-        self.proc = None
-
-    def start(self):
-        for _ in range(3):
-            self.port = free_port()
-            with open(self.log_path, "a") as out:
-                self.proc = subprocess.Popen(
-                    ["storescp", *(["--fork"] if self.fork else []), "-aet", DEST_AE,
-                     "-od", str(self.out_dir), "+xa", str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=TOOL_ENV)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if port_open(self.port):
-                    return self
-                time.sleep(0.05)
-            self.stop()
-        raise RuntimeError(f"storescp did not start; see {self.log_path}")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def clear(self):
-        for p in self.out_dir.iterdir():
-            p.unlink()
+def Destination(base, fork=False):
+    """storescp writing every received object to a file (SG.* SEG, RS.* RTSTRUCT): the
+    integration tests' StoreScpPeer."""
+    return StoreScpPeer(base, ae=DEST_AE, fork=fork)
 
 
 class Node:

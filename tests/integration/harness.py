@@ -555,8 +555,9 @@ class StoreScpPeer:
     (SG.<uid> for SEG, RS.<uid> for RTSTRUCT, ...), on a loopback port chosen once, so it
     can be stopped and started again on the same port."""
 
-    def __init__(self, base_dir, ae="DEST", port=None, name="dest"):
+    def __init__(self, base_dir, ae="DEST", port=None, name="dest", fork=False):
         self.ae = ae
+        self.fork = fork  # storescp --fork: one process per association
         self.port = port or free_port()
         self.out_dir = Path(base_dir) / f"{name}-received"
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -570,7 +571,8 @@ class StoreScpPeer:
         env = dict(os.environ, TCP_NODELAY="1")
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            ["storescp", "-aet", self.ae, "-od", str(self.out_dir), "+xa", str(self.port)],
+            ["storescp", *(["--fork"] if self.fork else []), "-aet", self.ae, "-od",
+             str(self.out_dir), "+xa", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout
@@ -591,6 +593,10 @@ class StoreScpPeer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def clear(self):
+        for p in self.out_dir.iterdir():
+            p.unlink()
 
     def files(self, prefix=""):
         return sorted(p for p in self.out_dir.iterdir() if p.name.startswith(prefix))
