@@ -13,6 +13,7 @@
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
+#include "test_util.hpp"
 
 #include <ctime>
 #include <gmock/gmock.h>
@@ -153,25 +154,7 @@ TEST(SegColour, PureRedAndGreenD50) {
 
 // ------------------------------------------------------------------------- write_seg
 
-class TempDir {
-public:
-    TempDir() {
-        std::random_device rd;
-        m_path = fs::temp_directory_path() /
-                 ("segnode-segw-" + std::to_string(rd()) + "-" + std::to_string(rd()));
-        fs::create_directories(m_path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(m_path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] const fs::path& path() const { return m_path; }
-
-private:
-    fs::path m_path;
-};
+using segnode::test::TempDir;
 
 std::vector<SegmentInfo> test_segments() {
     const CodedConcept anatomical{"123037004", "SCT", "Anatomical Structure"};

@@ -16,6 +16,7 @@
 #include "dcmtk/dcmjpls/djrparam.h"
 #include "phantom.hpp"
 #include "segnode/dicom/series_loader.hpp"
+#include "test_util.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,25 +39,7 @@ namespace fs = std::filesystem;
 using phantom::Orientation;
 using ::testing::HasSubstr;
 
-class TempDir {
-public:
-    TempDir() {
-        std::random_device rd;
-        m_path = fs::temp_directory_path() /
-                 ("segnode-loader-" + std::to_string(rd()) + "-" + std::to_string(rd()));
-        fs::create_directories(m_path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(m_path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] const fs::path& path() const { return m_path; }
-
-private:
-    fs::path m_path;
-};
+using segnode::test::TempDir;
 
 void check(const OFCondition& cond, const std::string& what) {
     if (cond.bad()) {
