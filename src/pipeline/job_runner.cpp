@@ -84,7 +84,7 @@ struct JobRunner::Impl {
         auto lock = context.pool.write_lock();
         store::Transaction tx(db);
         store::ReceiveIndex index(db);
-        if (!index.mark_routed(series.id, now)) {
+        if (!index.mark_routed(series.id)) {
             return; // reopened by a late instance meanwhile: routed when it completes again
         }
         const std::string what = series.attrs.modality + " series " + series.attrs.series_uid +

@@ -409,12 +409,4 @@ std::vector<std::pair<std::string, std::int64_t>> JobRepo::count_by_state() {
     return counts;
 }
 
-std::int64_t JobRepo::unfinished_for_series(std::int64_t series_id) {
-    auto st = m_db.prepare("SELECT count(*) FROM jobs WHERE series_id = ? AND state IN "
-                           "('queued', 'running', 'sending')");
-    st.bind(1, series_id);
-    st.step();
-    return st.column_int64(0);
-}
-
 } // namespace segnode::store

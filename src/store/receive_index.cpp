@@ -344,7 +344,7 @@ std::vector<SeriesRow> ReceiveIndex::series_to_route() {
     return rows;
 }
 
-bool ReceiveIndex::mark_routed(std::int64_t series_id, std::int64_t /*now*/) {
+bool ReceiveIndex::mark_routed(std::int64_t series_id) {
     m_db.prepare("UPDATE series SET state = 'routed' WHERE id = ? AND state = 'complete'")
         .bind(1, series_id)
         .run();

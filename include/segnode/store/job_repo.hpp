@@ -132,8 +132,6 @@ public:
     void mark_purged(std::int64_t id, std::int64_t at);
     /// (state, number of jobs) for the states that have jobs, in state order.
     std::vector<std::pair<std::string, std::int64_t>> count_by_state();
-    /// Jobs of a series that are not finished (queued/running/sending).
-    std::int64_t unfinished_for_series(std::int64_t series_id);
 
 private:
     Database& m_db;

@@ -130,7 +130,7 @@ public:
     std::vector<SeriesRow> series_to_route();
     /// complete -> routed; false if the series was no longer complete (e.g. reopened by a
     /// late instance, which will complete and be routed again).
-    bool mark_routed(std::int64_t series_id, std::int64_t now);
+    bool mark_routed(std::int64_t series_id);
     /// Routed series last received before `cutoff`, not purged, with no unfinished job.
     std::vector<SeriesRow> purgeable_series(std::int64_t cutoff);
     /// Deletes the series' instance rows (the caller removes the files first) and marks it
