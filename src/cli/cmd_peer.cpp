@@ -53,10 +53,7 @@ void add_peer_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             return;
         }
         const dicom::PeerAddress address{peer->ae_title, peer->host, peer->port};
-        dicom::ScuOptions scu;
-        scu.calling_ae = config->node.ae_title;
-        scu.connect_timeout_s = config->send.connect_timeout_s;
-        scu.dimse_timeout_s = config->send.dimse_timeout_s;
+        const dicom::ScuOptions scu = dicom::scu_options_from(*config);
         auto result = dicom::echo(address, scu);
         if (!result) {
             std::cout << "FAILED: " << peer->name << ": " << result.error().message << "\n";

@@ -652,6 +652,16 @@ SendStep send_one(Association& assoc, const std::filesystem::path& file, FileInf
 
 // ---------------------------------------------------------------- public entry points
 
+ScuOptions scu_options_from(const Config& config) {
+    ScuOptions options;
+    options.calling_ae = config.node.ae_title;
+    options.connect_timeout_s = config.send.connect_timeout_s;
+    options.acse_timeout_s = config.dicom.acse_timeout_s;
+    options.dimse_timeout_s = config.send.dimse_timeout_s;
+    options.max_pdu_bytes = config.dicom.max_pdu_bytes;
+    return options;
+}
+
 Result<EchoResult> echo(const PeerAddress& peer, const ScuOptions& options) {
     if (auto st = prepare(); !st) {
         return st.error();

@@ -296,11 +296,7 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
         } else if (!pending.empty()) {
             const dicom::PeerAddress peer{job->spec.dest_ae, job->spec.dest_host,
                                           static_cast<std::uint16_t>(job->spec.dest_port)};
-            dicom::ScuOptions options;
-            options.calling_ae = ctx.config.node.ae_title;
-            options.connect_timeout_s = ctx.config.send.connect_timeout_s;
-            options.dimse_timeout_s = ctx.config.send.dimse_timeout_s;
-            options.acse_timeout_s = ctx.config.send.connect_timeout_s + 20;
+            const dicom::ScuOptions options = dicom::scu_options_from(ctx.config);
             log.info(fmt::format("send attempt {}: {} object(s) to {}", attempt, pending.size(),
                                  dicom::describe_peer(peer)));
             const auto t = std::chrono::steady_clock::now();

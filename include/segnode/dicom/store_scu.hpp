@@ -4,6 +4,7 @@
 //
 // No retries here: one call is one association. The pipeline retries with backoff, using the
 // verdicts and error texts these functions return.
+#include "segnode/core/config.hpp"
 #include "segnode/core/result.hpp"
 
 #include <chrono>
@@ -39,6 +40,10 @@ struct EchoResult {
     std::chrono::milliseconds round_trip{0}; ///< C-ECHO-RQ sent -> C-ECHO-RSP received
     std::chrono::milliseconds total{0};      ///< connect, associate, echo and release
 };
+
+/// The SCU options of a node: calling AE node.ae_title, connect and DIMSE timeouts from
+/// [send], ACSE timeout and PDU size from [dicom] (the same negotiation limits as the SCP).
+ScuOptions scu_options_from(const Config& config);
 
 /// C-ECHO over a new association. Errors are specific and name the peer, e.g.
 /// "cannot connect to PACS at 127.0.0.1:4242: connection refused",
