@@ -195,6 +195,14 @@ def generate_series(out_dir, rows=64, cols=64, slices=20, **options):
 
 # ---------------------------------------------------------------- running processes
 
+def read_log(path):
+    """A process's log file as text ("" before the process wrote it)."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 class StoreResult:
     """Output of segnode-test-store: rc, [(uid, status, comment)], stderr."""
 
@@ -340,10 +348,7 @@ class Node:
             self._log.close()
 
     def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def log_tail(self, lines=40):
         text = self.log_text().splitlines()

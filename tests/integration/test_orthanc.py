@@ -24,7 +24,7 @@ from pathlib import Path
 import pydicom
 
 from harness import (LOOPBACK, NODE_AE, STORESCU, TOOL_ENV, SegnodeTestCase, dataset_bytes,
-                     free_port)
+                     free_port, read_log)
 from seg_reader import dciodvfy
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -171,10 +171,7 @@ class OrthancServer:
 
     # logs ----------------------------------------------------------------
     def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def log_tail(self, lines=40):
         """The end of the log without the REST requests the test itself made."""
