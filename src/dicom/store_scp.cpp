@@ -75,8 +75,9 @@ std::string get_string(DcmItem& item, const DcmTagKey& tag) {
     return {};
 }
 
-/// Reads the attributes segnode indexes from a received file, without its pixel data.
-Result<ReceivedInstance> read_received(const std::filesystem::path& file) {
+} // namespace
+
+Result<ReceivedInstance> read_received_file(const std::filesystem::path& file) {
     DcmFileFormat ff;
     const OFCondition cond = ff.loadFileUntilTag(file.c_str(), EXS_Unknown, EGL_noChange,
                                                  4096, ERM_autoDetect, DCM_PixelData);
@@ -94,6 +95,7 @@ Result<ReceivedInstance> read_received(const std::filesystem::path& file) {
         return Error{"received file has no usable file meta information: " + offset_error};
     }
     r.transfer_syntax = get_string(*meta, DCM_TransferSyntaxUID);
+    r.source_ae = get_string(*meta, DCM_SourceApplicationEntityTitle);
     DcmDataset& ds = *ff.getDataset();
     r.sop_class_uid = get_string(ds, DCM_SOPClassUID);
     r.sop_instance_uid = get_string(ds, DCM_SOPInstanceUID);
@@ -111,6 +113,8 @@ Result<ReceivedInstance> read_received(const std::filesystem::path& file) {
     r.instance_number = get_string(ds, DCM_InstanceNumber);
     return r;
 }
+
+namespace {
 
 /// One association, on its own thread. DCMTK drives negotiation and the DIMSE loop; the
 /// overridden hooks apply segnode's policy and forward received objects to the handler.
@@ -344,7 +348,7 @@ private:
             return cond;
         }
         StoreStatus result;
-        auto parsed = read_received(temp);
+        auto parsed = read_received_file(temp);
         if (!parsed) {
             result = {status::cannot_understand, parsed.error().message};
         } else if (parsed->sop_instance_uid != req.AffectedSOPInstanceUID) {

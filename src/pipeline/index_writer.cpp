@@ -51,11 +51,38 @@ void IndexWriter::run() {
     }
 }
 
+namespace {
+
+/// Instance rows are committed with synchronous=NORMAL: the commit reaches the WAL (so it
+/// survives a crash of segnode) but is not fsynced on its own; the next synchronous=FULL
+/// commit of any connection, or a checkpoint, makes it durable. The instance file was fsynced
+/// before, so after a power loss a row lost from the WAL's tail is rebuilt from the file by
+/// start-up recovery (recovery.hpp). Every other write of the node stays synchronous=FULL.
+class RelaxedSync {
+public:
+    explicit RelaxedSync(store::Database& db) : m_db(db) { m_db.exec("PRAGMA synchronous=NORMAL"); }
+    ~RelaxedSync() {
+        try {
+            m_db.exec("PRAGMA synchronous=FULL");
+        } catch (const store::DatabaseError& e) {
+            spdlog::error("index: cannot restore synchronous=FULL: {}", e.what());
+        }
+    }
+    RelaxedSync(const RelaxedSync&) = delete;
+    RelaxedSync& operator=(const RelaxedSync&) = delete;
+
+private:
+    store::Database& m_db;
+};
+
+} // namespace
+
 void IndexWriter::commit_batch(std::deque<Pending*>& batch) {
     try {
         auto db = m_pool.acquire();
         store::ReceiveIndex index(*db);
         const auto writing = m_pool.write_lock();
+        const RelaxedSync relaxed(*db);
         store::Transaction tx(*db);
         for (Pending* p : batch) {
             db->exec("SAVEPOINT instance");

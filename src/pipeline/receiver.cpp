@@ -187,7 +187,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
             return {};
         }
         if (m_config.storage.duplicate_policy == DuplicatePolicy::Replace) {
-            if (auto failed = move_into_store(in, *rel)) {
+            if (auto failed = move_into_store(assoc, in, *rel)) {
                 return *failed;
             }
             const auto writing = m_pool.write_lock();
@@ -212,7 +212,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
         return {};
     }
 
-    if (auto failed = move_into_store(in, *rel)) {
+    if (auto failed = move_into_store(assoc, in, *rel)) {
         return *failed;
     }
     const auto outcome = m_index_writer.record(row);
@@ -234,8 +234,16 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
     return {};
 }
 
-std::optional<StoreStatus> Receiver::move_into_store(const dicom::ReceivedInstance& in,
+std::optional<StoreStatus> Receiver::move_into_store(const dicom::AssociationInfo& assoc,
+                                                     const dicom::ReceivedInstance& in,
                                                      const fs::path& relpath) {
+    // Where the file came from, on the file itself (made durable by the fsync below): start-up
+    // recovery needs it if a power loss takes the index row (see recovery.hpp).
+    if (assoc.id > 0 && !store::tag_association(in.temp_file, assoc.id) && !m_xattr_warned.exchange(true)) {
+        spdlog::info("the filesystem of {} keeps no user extended attributes; recovery after a "
+                     "power loss would attribute unindexed files to their calling AE only",
+                     m_workdir.root().string());
+    }
     auto st = store::durable_rename(in.temp_file, m_workdir.root() / relpath,
                                     m_config.storage.fsync);
     if (st) {

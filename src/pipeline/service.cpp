@@ -15,6 +15,7 @@
 #include "segnode/pipeline/completion.hpp"
 #include "segnode/pipeline/index_writer.hpp"
 #include "segnode/pipeline/job_runner.hpp"
+#include "segnode/pipeline/recovery.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
@@ -47,6 +48,7 @@ int run_service(const Config& config) {
         spdlog::critical("{}", lock.error().message);
         return 1;
     }
+    const bool unclean = std::filesystem::exists(workdir.running_marker());
     if (const auto removed = workdir.clean_tmp(); removed > 0) {
         spdlog::info("removed {} unacknowledged partial file(s) from {}", removed,
                      workdir.tmp_dir().string());
@@ -73,11 +75,34 @@ int run_service(const Config& config) {
                              "as failed (their unacknowledged instances were not kept)",
                              stale);
             }
+            if (unclean) {
+                spdlog::warn("the previous run did not stop cleanly; checking {} for instance "
+                             "files the index lost", workdir.instances_dir().string());
+                const auto r = recover_unindexed(config, workdir, *db);
+                spdlog::info("recovery: {} instance file(s) checked, {} re-indexed in {} "
+                             "series, {} quarantined",
+                             r.files_seen, r.recovered, r.series, r.quarantined);
+            }
         } catch (const store::DatabaseError& e) {
             spdlog::critical("{}: {}", workdir.db_path().string(), e.what());
             return 1;
         }
     }
+    if (auto st = workdir.create_running_marker(); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 1;
+    }
+    // Removed once every component (and so every database connection) is gone after a clean
+    // stop; still there at the next start after a crash, kill -9 or power loss.
+    struct CleanStop {
+        const store::Workdir& workdir;
+        bool clean = false;
+        ~CleanStop() {
+            if (clean) {
+                workdir.remove_running_marker();
+            }
+        }
+    } clean_stop{workdir};
 
     const algorithms::Registry registry = algorithms::make_builtin_registry();
     if (auto st = validate_rules(config, registry); !st) {
@@ -139,6 +164,7 @@ int run_service(const Config& config) {
         std::_Exit(0);
     }
     spdlog::info("segnode stopped");
+    clean_stop.clean = true;
     return 0;
 }
 

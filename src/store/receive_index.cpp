@@ -122,6 +122,25 @@ std::optional<StoredInstance> ReceiveIndex::find_instance(const std::string& sop
                           st.column_text(3),  st.column_text(4), st.column_int64(5)};
 }
 
+std::optional<ReceiveIndex::AssociationPeers> ReceiveIndex::find_association(std::int64_t id) {
+    auto st = m_db.prepare(
+        "SELECT calling_ae, called_ae, peer_address FROM associations WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) {
+        return std::nullopt;
+    }
+    return AssociationPeers{st.column_text(0), st.column_text(1), st.column_text(2)};
+}
+
+std::unordered_set<std::string> ReceiveIndex::indexed_paths() {
+    std::unordered_set<std::string> paths;
+    auto st = m_db.prepare("SELECT path FROM instances");
+    while (st.step()) {
+        paths.insert(st.column_text(0));
+    }
+    return paths;
+}
+
 RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_late) {
     Transaction tx(m_db);
     const RecordOutcome outcome = record_instance_in_transaction(in, reopen_late);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -111,6 +112,50 @@ Result<Workdir::Lock> Workdir::lock() const {
         // The lock itself is held; the pid is only informational.
     }
     return Lock(fd);
+}
+
+Status Workdir::create_running_marker() const {
+    const fs::path marker = running_marker();
+    const Fd fd(::open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) {
+        return Error{marker.string() + ": cannot create: " + errno_text(errno)};
+    }
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (::write(fd.get(), pid.data(), pid.size()) < 0 || ::fsync(fd.get()) != 0) {
+        return Error{marker.string() + ": cannot write: " + errno_text(errno)};
+    }
+    return fsync_directory(m_root);
+}
+
+void Workdir::remove_running_marker() const {
+    std::error_code ec;
+    fs::remove(running_marker(), ec);
+}
+
+namespace {
+constexpr const char* association_xattr = "user.segnode.association";
+}
+
+bool tag_association(const fs::path& file, std::int64_t association_id) {
+    const std::string value = std::to_string(association_id);
+    return ::setxattr(file.c_str(), association_xattr, value.data(), value.size(), 0) == 0;
+}
+
+std::optional<std::int64_t> association_tag(const fs::path& file) {
+    char buf[32] = {};
+    const ssize_t n = ::getxattr(file.c_str(), association_xattr, buf, sizeof(buf) - 1);
+    if (n <= 0) {
+        return std::nullopt;
+    }
+    try {
+        std::size_t used = 0;
+        const std::int64_t id = std::stoll(std::string(buf, static_cast<std::size_t>(n)), &used);
+        if (used == static_cast<std::size_t>(n) && id > 0) {
+            return id;
+        }
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
 }
 
 Status fsync_file(const fs::path& file) {

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include "segnode/core/result.hpp"
+
 namespace segnode::dicom {
 
 struct AssociationInfo {
@@ -34,6 +36,7 @@ struct ReceivedInstance {
     std::string body_part;
     std::string frame_of_reference;
     std::string instance_number;
+    std::string source_ae; ///< (0002,0016) in the file meta: the calling AE that sent it
 };
 
 /// DIMSE status plus error comment (at most 64 characters are sent, the rest is logged).
@@ -82,6 +85,10 @@ public:
 } // namespace segnode::dicom
 
 namespace segnode::dicom {
+/// Reads the attributes segnode indexes from a received Part 10 file (up to, not including,
+/// the pixel data). Used on every C-STORE and by start-up recovery of unindexed files.
+Result<ReceivedInstance> read_received_file(const std::filesystem::path& file);
+
 /// Byte offset of the data set in a DICOM Part 10 file (preamble + file meta information),
 /// read from the meta group length; error if the file has no valid meta header.
 std::uintmax_t file_dataset_offset(const std::filesystem::path& file, std::string& error);

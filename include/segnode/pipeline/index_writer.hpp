@@ -1,8 +1,10 @@
 #pragma once
 // Group commit for the instance index. Every association thread hands its row to one writer
-// thread and waits; the writer commits everything queued meanwhile in ONE transaction (one
-// WAL fsync for the batch, synchronous=FULL kept), then wakes each waiter with its own
-// outcome. A single sender sees a batch of one; concurrent senders share the commit cost.
+// thread and waits; the writer commits everything queued meanwhile in ONE transaction, then
+// wakes each waiter with its own outcome. A single sender sees a batch of one; concurrent
+// senders share the commit cost. The commit uses synchronous=NORMAL (no fsync of its own):
+// the instance file is already durable, and start-up recovery re-indexes a file whose row a
+// power loss took from the WAL's tail (recovery.hpp).
 #include <condition_variable>
 #include <deque>
 #include <exception>

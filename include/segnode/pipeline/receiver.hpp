@@ -1,9 +1,12 @@
 #pragma once
 // The receiver's policy: what happens to a C-STORE the SCP has read into a temporary file.
-// Durability order per instance: temp file -> fsync -> rename into
-// instances/<study>/<series>/<sop>.dcm -> fsync directory -> index row committed (SQLite,
-// synchronous=FULL) -> only then the success status is returned to the SCP.
+// Durability order per instance: temp file (tagged with the association id) -> fsync ->
+// rename into instances/<study>/<series>/<sop>.dcm -> fsync directory -> index row committed
+// (SQLite WAL, synchronous=NORMAL: survives a crash of segnode; after a power loss start-up
+// recovery rebuilds a lost row from the durable file) -> only then the success status is
+// returned to the SCP.
 #include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -92,7 +95,8 @@ private:
                                     const dicom::ReceivedInstance& instance);
     /// Durably moves the received file to `relpath`; on failure removes it and returns the
     /// "out of resources" status to answer with.
-    std::optional<dicom::StoreStatus> move_into_store(const dicom::ReceivedInstance& in,
+    std::optional<dicom::StoreStatus> move_into_store(const dicom::AssociationInfo& assoc,
+                                                      const dicom::ReceivedInstance& in,
                                                       const std::filesystem::path& relpath);
     /// Moves a refused file to quarantine/ with a .reason.txt beside it and indexes it.
     void quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
@@ -104,6 +108,7 @@ private:
     ConnectionPool& m_pool;
     IndexWriter& m_index_writer;
     std::array<std::mutex, 64> m_sop_locks;
+    std::atomic<bool> m_xattr_warned{false};
     DiskGuard m_disk_guard;
     std::function<void(std::int64_t)> m_on_release;
 };

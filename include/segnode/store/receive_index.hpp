@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "segnode/store/database.hpp"
@@ -98,6 +99,15 @@ public:
     int close_stale_associations(std::int64_t at);
 
     std::optional<StoredInstance> find_instance(const std::string& sop_instance_uid);
+    /// calling AE, called AE and peer address of an association.
+    struct AssociationPeers {
+        std::string calling_ae;
+        std::string called_ae;
+        std::string peer_address;
+    };
+    std::optional<AssociationPeers> find_association(std::int64_t id);
+    /// Relative paths of every indexed instance file.
+    std::unordered_set<std::string> indexed_paths();
 
     /// Inserts the instance, creating or updating its series, in one transaction. With
     /// `reopen_late`, a late instance sends a complete/routed series back to `receiving`.

@@ -1,7 +1,9 @@
 #pragma once
 // Layout of the working directory and durable file operations. Paths built from UIDs require
 // the UIDs to have passed segnode::uid_problem() already; the functions check again.
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "segnode/core/result.hpp"
@@ -33,6 +35,14 @@ public:
     /// Removes leftovers in tmp/ from an earlier run (never acknowledged to anyone).
     [[nodiscard]] std::size_t clean_tmp() const;
 
+    /// <root>/segnode.running: present while `segnode serve` runs; still there at start-up
+    /// means the last run did not stop cleanly (crash, kill -9, power loss).
+    [[nodiscard]] std::filesystem::path running_marker() const { return m_root / "segnode.running"; }
+    /// Creates the marker (durably: file and directory fsynced).
+    Status create_running_marker() const;
+    /// Removes it; call only after every database connection is closed.
+    void remove_running_marker() const;
+
     /// Exclusive lock on <root>/segnode.lock, held while the returned object lives, so two
     /// nodes never serve one working directory (the second would delete the first's
     /// in-flight temp files). Fails with the holder's pid when already locked.
@@ -61,6 +71,13 @@ Status fsync_directory(const std::filesystem::path& dir);
 /// Creates `dir` and missing parents; with `durable`, fsyncs the parent of each directory it
 /// created so the new entries survive a crash.
 Status create_directories_durable(const std::filesystem::path& dir, bool durable);
+/// Best effort: records the receiving association's id on a file as the extended attribute
+/// `user.segnode.association`, so start-up recovery can restore where an unindexed file came
+/// from. False where the filesystem has no user xattrs (recovery then falls back).
+bool tag_association(const std::filesystem::path& file, std::int64_t association_id);
+/// The id recorded by tag_association(), if any.
+std::optional<std::int64_t> association_tag(const std::filesystem::path& file);
+
 /// rename(from, to) within one filesystem, creating to's parent; with `durable`, fsyncs the
 /// file first and the destination directory afterwards.
 Status durable_rename(const std::filesystem::path& from, const std::filesystem::path& to,
