@@ -25,6 +25,9 @@ struct ScpOptions {
     unsigned acse_timeout_s = 30;
     unsigned dimse_timeout_s = 60;
     std::vector<AllowedCaller> allowed_callers;
+    /// Start writing a data set to disk while it is still arriving (set with storage.fsync:
+    /// the fsync before the response then only waits for the tail).
+    bool early_writeback = false;
 };
 
 ScpOptions scp_options_from(const Config& config);
