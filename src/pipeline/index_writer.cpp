@@ -5,40 +5,21 @@
 namespace segnode::pipeline {
 
 IndexWriter::IndexWriter(ConnectionPool& pool, bool reopen_late)
-    : m_pool(pool), m_reopen_late(reopen_late), m_thread([this] { run(); }) {}
-
-IndexWriter::~IndexWriter() {
-    {
-        std::lock_guard lock(m_mutex);
-        m_stop = true;
-    }
-    m_work.notify_all();
-    m_thread.join();
-}
+    : m_pool(pool), m_reopen_late(reopen_late) {}
 
 store::RecordOutcome IndexWriter::record(const store::NewInstance& row) {
     Pending pending;
     pending.row = &row;
     std::unique_lock lock(m_mutex);
-    if (m_stop) {
-        throw store::DatabaseError("the index writer has stopped", 1);
-    }
     m_queue.push_back(&pending);
-    m_work.notify_one();
-    m_done.wait(lock, [&] { return pending.done; });
-    if (pending.error) {
-        std::rethrow_exception(pending.error);
-    }
-    return pending.outcome;
-}
-
-void IndexWriter::run() {
-    std::unique_lock lock(m_mutex);
-    while (true) {
-        m_work.wait(lock, [this] { return m_stop || !m_queue.empty(); });
-        if (m_queue.empty()) {
-            return; // stopping, nothing left
+    while (!pending.done) {
+        if (m_committing) {
+            m_done.wait(lock);
+            continue;
         }
+        // Leader: commit everything queued so far (this row included, unless an earlier
+        // leader took it), on this thread; rows arriving meanwhile form the next batch.
+        m_committing = true;
         std::deque<Pending*> batch;
         batch.swap(m_queue);
         lock.unlock();
@@ -47,8 +28,13 @@ void IndexWriter::run() {
         for (Pending* p : batch) {
             p->done = true;
         }
+        m_committing = false;
         m_done.notify_all();
     }
+    if (pending.error) {
+        std::rethrow_exception(pending.error);
+    }
+    return pending.outcome;
 }
 
 namespace {
@@ -99,7 +85,7 @@ void IndexWriter::commit_batch(std::deque<Pending*>& batch) {
         if (batch.size() > 1) {
             spdlog::trace("index: {} rows in one commit", batch.size());
         }
-    } catch (const store::DatabaseError&) {
+    } catch (...) {
         // The batch as a whole did not commit: every row in it failed.
         const auto error = std::current_exception();
         for (Pending* p : batch) {

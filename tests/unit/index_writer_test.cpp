@@ -81,3 +81,15 @@ TEST_F(IndexWriterTest, AFailingRowDoesNotSpoilItsBatch) {
     EXPECT_EQ(count("SELECT count(*) FROM instances"), 2);
     EXPECT_EQ(count("SELECT instance_count FROM series WHERE series_uid='1.2.3.9'"), 2);
 }
+
+TEST_F(IndexWriterTest, InstanceCommitsAreRelaxedOnlyForTheirOwnTransaction) {
+    pipeline::IndexWriter writer(m_pool, true);
+    (void)writer.record(make_row("1.2.3.7", "1.2.3.7.1"));
+    // The writer's connection goes back to the pool with synchronous=FULL (2) restored, so
+    // every other write of the node stays fully durable.
+    auto db = m_pool.acquire();
+    auto st = db->prepare("PRAGMA synchronous");
+    ASSERT_TRUE(st.step());
+    EXPECT_EQ(st.column_int64(0), 2);
+    EXPECT_EQ(count("SELECT count(*) FROM instances"), 1);
+}

@@ -1,7 +1,8 @@
 #pragma once
-// Group commit for the instance index. Every association thread hands its row to one writer
-// thread and waits; the writer commits everything queued meanwhile in ONE transaction, then
-// wakes each waiter with its own outcome. A single sender sees a batch of one; concurrent
+// Group commit for the instance index, leader/follower style: an association thread whose row
+// arrives while no commit is running commits it itself, together with every row queued by then,
+// in ONE transaction; threads whose rows arrive during that commit wait, and one of them leads
+// the next batch. A single sender commits its own row with no thread hand-off; concurrent
 // senders share the commit cost. The commit uses synchronous=NORMAL (no fsync of its own):
 // the instance file is already durable, and start-up recovery re-indexes a file whose row a
 // power loss took from the WAL's tail (recovery.hpp).
@@ -9,7 +10,6 @@
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <thread>
 
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/receive_index.hpp"
@@ -19,13 +19,10 @@ namespace segnode::pipeline {
 class IndexWriter {
 public:
     IndexWriter(ConnectionPool& pool, bool reopen_late);
-    ~IndexWriter();
-    IndexWriter(const IndexWriter&) = delete;
-    IndexWriter& operator=(const IndexWriter&) = delete;
 
-    /// Returns once the row is committed (durably). Throws store::DatabaseError when this
-    /// row, or the batch's commit, failed; other rows of the batch are unaffected by a row's
-    /// own failure (each runs under its own savepoint).
+    /// Returns once the row is committed. Throws store::DatabaseError when this row, or the
+    /// batch's commit, failed; other rows of the batch are unaffected by a row's own failure
+    /// (each runs under its own savepoint).
     store::RecordOutcome record(const store::NewInstance& row);
 
 private:
@@ -36,17 +33,14 @@ private:
         bool done = false;
     };
 
-    void run();
     void commit_batch(std::deque<Pending*>& batch);
 
     ConnectionPool& m_pool;
     bool m_reopen_late;
     std::mutex m_mutex;
-    std::condition_variable m_work;  ///< writer waits for rows
-    std::condition_variable m_done;  ///< senders wait for their commit
+    std::condition_variable m_done; ///< followers wait for a leader's commit
     std::deque<Pending*> m_queue;
-    bool m_stop = false;
-    std::thread m_thread;
+    bool m_committing = false;      ///< a leader is committing a batch
 };
 
 } // namespace segnode::pipeline
