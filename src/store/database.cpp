@@ -31,10 +31,21 @@ Statement::Statement(sqlite3* db, std::string_view sql) : m_db(db) {
     }
 }
 
-Statement::~Statement() { sqlite3_finalize(m_stmt); }
+Statement::~Statement() {
+    if (m_in_use != nullptr) {
+        if (m_stmt != nullptr) {
+            sqlite3_reset(m_stmt);
+            sqlite3_clear_bindings(m_stmt);
+        }
+        *m_in_use = false;
+        return;
+    }
+    sqlite3_finalize(m_stmt);
+}
 
 Statement::Statement(Statement&& other) noexcept
-    : m_db(other.m_db), m_stmt(std::exchange(other.m_stmt, nullptr)) {}
+    : m_db(other.m_db), m_stmt(std::exchange(other.m_stmt, nullptr)),
+      m_in_use(std::exchange(other.m_in_use, nullptr)) {}
 
 Statement& Statement::bind(int index, std::int64_t value) {
     const int rc = sqlite3_bind_int64(m_stmt, index, value);
@@ -138,18 +149,54 @@ Result<Database> Database::open(const std::filesystem::path& file, Mode mode) {
     return database;
 }
 
-Database::~Database() { sqlite3_close(m_db); }
+Database::~Database() { close(); }
+
+void Database::close() {
+    for (auto& [sql, cached] : m_statements) {
+        sqlite3_finalize(cached.stmt);
+    }
+    m_statements.clear();
+    sqlite3_close(m_db);
+    m_db = nullptr;
+}
 
 Database::Database(Database&& other) noexcept
-    : m_db(std::exchange(other.m_db, nullptr)), m_path(std::move(other.m_path)) {}
+    : m_db(std::exchange(other.m_db, nullptr)), m_path(std::move(other.m_path)),
+      m_statements(std::move(other.m_statements)) {}
 
 Database& Database::operator=(Database&& other) noexcept {
     if (this != &other) {
-        sqlite3_close(m_db);
+        close();
         m_db = std::exchange(other.m_db, nullptr);
         m_path = std::move(other.m_path);
+        m_statements = std::move(other.m_statements);
     }
     return *this;
+}
+
+Statement Database::prepare(std::string_view sql) {
+    const auto it = m_statements.find(std::string(sql));
+    if (it != m_statements.end()) {
+        if (it->second.in_use) {
+            return Statement(m_db, sql);
+        }
+        it->second.in_use = true;
+        return Statement(m_db, it->second.stmt, &it->second.in_use);
+    }
+    if (m_statements.size() >= statement_cache_size) {
+        return Statement(m_db, sql);
+    }
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(m_db, sql.data(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        throw_error(m_db, rc, "prepare '" + std::string(sql.substr(0, 60)) + "'");
+    }
+    auto& cached = m_statements[std::string(sql)];
+    cached.stmt = stmt;
+    cached.in_use = true;
+    return Statement(m_db, stmt, &cached.in_use);
 }
 
 void Database::exec(std::string_view sql) {

@@ -104,3 +104,41 @@ TEST(Database, TransactionRollsBackUnlessCommitted) {
     }
     EXPECT_EQ(scalar(db, "SELECT count(*) FROM t"), 1);
 }
+
+TEST(Database, CachedStatementsAreResetBetweenUsesAndNeverShared) {
+    test::TempDir dir;
+    Database db = open_db(dir.path());
+    db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)");
+    const std::string insert = "INSERT INTO t(k, v) VALUES (?, ?)";
+    for (int k = 1; k <= 3; ++k) {
+        db.prepare(insert).bind(1, k).bind(2, "v" + std::to_string(k)).run();
+    }
+    const std::string select = "SELECT v FROM t WHERE k >= ? ORDER BY k";
+    {
+        // The same SQL twice at once: the second cannot borrow the first's statement.
+        auto outer = db.prepare(select);
+        outer.bind(1, 2);
+        ASSERT_TRUE(outer.step());
+        EXPECT_EQ(outer.column_text(0), "v2");
+        auto inner = db.prepare(select);
+        inner.bind(1, 1);
+        ASSERT_TRUE(inner.step());
+        EXPECT_EQ(inner.column_text(0), "v1");
+        ASSERT_TRUE(outer.step());
+        EXPECT_EQ(outer.column_text(0), "v3") << "the outer statement was disturbed";
+    }
+    {
+        // Reused after release: starts from the beginning with no stale binding.
+        auto again = db.prepare(select);
+        again.bind(1, 3);
+        ASSERT_TRUE(again.step());
+        EXPECT_EQ(again.column_text(0), "v3");
+        EXPECT_FALSE(again.step());
+    }
+    EXPECT_EQ(scalar(db, "SELECT count(*) FROM t"), 3);
+    // A moved connection keeps working with its cache.
+    Database moved = std::move(db);
+    EXPECT_EQ(scalar(moved, "SELECT count(*) FROM t"), 3);
+    moved.prepare(insert).bind(1, 4).bind(2, "v4").run();
+    EXPECT_EQ(scalar(moved, "SELECT count(*) FROM t"), 4);
+}

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "segnode/core/result.hpp"
 
@@ -30,6 +31,9 @@ private:
 class Statement {
 public:
     Statement(sqlite3* db, std::string_view sql);
+    /// A statement borrowed from a connection's cache: reset (not finalized) on destruction,
+    /// then `*in_use` is cleared so the cache can lend it again.
+    Statement(sqlite3* db, sqlite3_stmt* cached, bool* in_use) : m_db(db), m_stmt(cached), m_in_use(in_use) {}
     ~Statement();
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
@@ -56,6 +60,7 @@ public:
 private:
     sqlite3* m_db;
     sqlite3_stmt* m_stmt = nullptr;
+    bool* m_in_use = nullptr; ///< set for statements borrowed from Database's cache
 };
 
 class Database {
@@ -73,7 +78,12 @@ public:
     Database& operator=(Database&& other) noexcept;
 
     void exec(std::string_view sql);
-    Statement prepare(std::string_view sql) { return Statement(m_db, sql); }
+    /// Prepared statements are cached per connection by their SQL text (up to
+    /// `statement_cache_size`), so hot paths such as indexing a C-STORE do not parse SQL each
+    /// time. A statement already lent out (same SQL in use higher up the stack) is prepared
+    /// afresh instead. A Statement must not outlive its Database.
+    Statement prepare(std::string_view sql);
+    static constexpr std::size_t statement_cache_size = 64;
     [[nodiscard]] std::int64_t last_insert_rowid() const;
     [[nodiscard]] int changes() const;
     /// True inside BEGIN ... COMMIT (a Transaction then nests as a savepoint).
@@ -83,8 +93,14 @@ public:
 
 private:
     Database(sqlite3* db, std::filesystem::path path) : m_db(db), m_path(std::move(path)) {}
+    void close();
+    struct CachedStatement {
+        sqlite3_stmt* stmt = nullptr;
+        bool in_use = false;
+    };
     sqlite3* m_db = nullptr;
     std::filesystem::path m_path;
+    std::unordered_map<std::string, CachedStatement> m_statements; ///< nodes are stable
 };
 
 /// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed; inside another transaction it is
