@@ -357,18 +357,16 @@ df -hT "$bench" | sed 's/^/  /'
 
 # --- durability floor ------------------------------------------------------------------------
 # What this filesystem charges for making data durable, measured here in the same run: the
-# cheapest possible durable write (4 KiB overwritten in a preallocated file + fdatasync) and
-# segnode's per-instance sequence without any DICOM (write an instance-sized temp file, fsync,
-# rename, fsync the directory). storescp does neither, so with one durable write per C-STORE
-# no receiver can beat storescp_time + instances x floor on one association.
+# cheapest possible durable write (4 KiB overwritten in a preallocated file + fdatasync: no
+# allocation, no metadata). storescp never fsyncs, so with one durable write per C-STORE no
+# receiver can beat storescp_time + instances x floor on one association.
 floor_probe() {
-    /usr/bin/python3 - "$bench/floor" "$1" "$2" <<'PY'
+    /usr/bin/python3 - "$bench/floor" "$1" <<'PY'
 import os, sys, time
-d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d, n = sys.argv[1], int(sys.argv[2])
 os.makedirs(d, exist_ok=True)
 block = b"\1" * 4096
-f = os.path.join(d, "pre")
-fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+fd = os.open(os.path.join(d, "pre"), os.O_RDWR | os.O_CREAT, 0o644)
 for i in range(64):
     os.pwrite(fd, block, i * 4096)
 os.fsync(fd)
@@ -376,22 +374,8 @@ t = time.perf_counter()
 for i in range(n):
     os.pwrite(fd, block, (i % 64) * 4096)
     os.fdatasync(fd)
-minimal = (time.perf_counter() - t) / n
+print(f"{(time.perf_counter() - t) / n * 1000:.3f}")
 os.close(fd)
-payload = b"\7" * size
-dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-t = time.perf_counter()
-for i in range(n):
-    tmp, final = os.path.join(d, f"t{i}"), os.path.join(d, f"f{i}.dcm")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, payload)
-    os.fsync(fd)
-    os.close(fd)
-    os.rename(tmp, final)
-    os.fsync(dfd)
-sequence = (time.perf_counter() - t) / n
-os.close(dfd)
-print(f"{minimal * 1000:.3f} {sequence * 1000:.3f}")
 PY
     rm -rf "$bench/floor"
 }
@@ -402,20 +386,16 @@ for s in "${scenario_list[@]}"; do
 done
 
 sync
-read -r floor_min_ms floor_seq_ms <<<"$(floor_probe "$slices" "$((rows * cols * 2 + 1500))")"
+floor_min_ms=$(floor_probe "$slices")
 echo
 echo "== durability floor on this filesystem ($slices writes, same run)"
-echo "   one minimal durable write (4 KiB overwrite + fdatasync):              $floor_min_ms ms"
-echo "   instance-sized temp file + fsync + rename + fsync dir (no DICOM):     $floor_seq_ms ms"
+echo "   one minimal durable write (4 KiB overwrite + fdatasync): $floor_min_ms ms"
 if [[ -n ${ratio_of[single]:-} ]]; then
     best=$(awk -v d="${single_storescp_median}" -v n="$slices" -v f="$floor_min_ms" \
         'BEGIN { printf "%.2f", d / (d + n * f / 1000) }')
-    seqbest=$(awk -v d="${single_storescp_median}" -v n="$slices" -v f="$floor_seq_ms" \
-        'BEGIN { printf "%.2f", d / (d + n * f / 1000) }')
-    echo "   single association: storescp median $single_storescp_median s; with one minimal durable"
-    echo "   write per C-STORE no receiver exceeds ratio $best; with segnode's file sequence $seqbest"
+    echo "   single association: storescp median $single_storescp_median s + $slices x $floor_min_ms ms"
+    echo "   => with one durable write per C-STORE no receiver exceeds ratio $best here"
 fi
-
 echo
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at end"
 for s in "${scenario_list[@]}"; do
