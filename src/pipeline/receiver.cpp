@@ -37,6 +37,46 @@ void ConnectionPool::release(std::unique_ptr<store::Database> db) {
     m_idle.push_back(std::move(db));
 }
 
+store::NewInstance instance_row(const dicom::ReceivedInstance& in, const std::string& relpath,
+                                std::int64_t received_at) {
+    store::NewInstance row;
+    row.series = {in.series_uid,       in.study_uid,         in.patient_id,
+                  in.patient_name,     in.study_date,        in.accession_number,
+                  in.modality,         in.series_number,     in.series_description,
+                  in.body_part,        in.frame_of_reference};
+    row.sop_instance_uid = in.sop_instance_uid;
+    row.sop_class_uid = in.sop_class_uid;
+    row.instance_number = in.instance_number;
+    row.transfer_syntax = in.transfer_syntax;
+    row.relpath = relpath;
+    row.size_bytes = static_cast<std::int64_t>(in.file_size);
+    row.received_at = received_at;
+    return row;
+}
+
+Result<fs::path> move_to_quarantine(const store::Workdir& workdir, const fs::path& file,
+                                    const std::string& name, const QuarantineNote& note,
+                                    bool durable) {
+    const fs::path dest = workdir.quarantine_dir() / name;
+    if (auto st = store::durable_rename(file, dest, durable); !st) {
+        return st.error();
+    }
+    std::ofstream out(workdir.quarantine_dir() / (dest.stem().string() + ".reason.txt"));
+    const std::pair<const char*, const std::string*> fields[] = {
+        {"reason", &note.reason},
+        {"sop_instance_uid", &note.sop_instance_uid},
+        {"calling_ae", &note.calling_ae},
+        {"peer_address", &note.peer_address},
+        {"original_path", &note.original_path}};
+    for (const auto& [key, value] : fields) {
+        if (!value->empty()) {
+            out << key << ": " << *value << "\n";
+        }
+    }
+    out << note.time_key << ": " << format_utc_ms(now_ms()) << "\n";
+    return fs::path("quarantine") / name;
+}
+
 Receiver::Receiver(const Config& config, const store::Workdir& workdir, ConnectionPool& pool,
                    IndexWriter& index)
     : m_config(config), m_workdir(workdir), m_pool(pool), m_index_writer(index),
@@ -150,18 +190,7 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
     store::ReceiveIndex index(*db);
     const std::int64_t at = now_ms();
 
-    store::NewInstance row;
-    row.series = {in.series_uid,       in.study_uid,         in.patient_id,
-                  in.patient_name,     in.study_date,        in.accession_number,
-                  in.modality,         in.series_number,     in.series_description,
-                  in.body_part,        in.frame_of_reference};
-    row.sop_instance_uid = in.sop_instance_uid;
-    row.sop_class_uid = in.sop_class_uid;
-    row.instance_number = in.instance_number;
-    row.transfer_syntax = in.transfer_syntax;
-    row.relpath = rel->string();
-    row.size_bytes = static_cast<std::int64_t>(in.file_size);
-    row.received_at = at;
+    store::NewInstance row = instance_row(in, rel->string(), at);
     row.association_id = assoc.id;
     row.calling_ae = assoc.calling_ae;
     row.called_ae = assoc.called_ae;
@@ -276,29 +305,23 @@ void Receiver::refused(const dicom::AssociationInfo& assoc, const std::string& s
 
 void Receiver::quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
                           const fs::path& file, const std::string& reason) {
-    // The name never uses the (possibly malformed) UID: time + a unique temp-file stem.
-    const fs::path name = file.stem().string() + ".dcm";
-    const fs::path dest = m_workdir.quarantine_dir() / name;
-    if (auto st = store::durable_rename(file, dest, m_config.storage.fsync); !st) {
-        spdlog::error("cannot quarantine {}: {}", file.string(), st.error().message);
+    // The name never uses the (possibly malformed) UID: the unique temp-file stem.
+    auto moved = move_to_quarantine(m_workdir, file, file.stem().string() + ".dcm",
+                                    {reason, sop_uid, assoc.calling_ae, assoc.peer_address, {}},
+                                    m_config.storage.fsync);
+    if (!moved) {
+        spdlog::error("cannot quarantine {}: {}", file.string(), moved.error().message);
         std::error_code ec;
         fs::remove(file, ec);
         return;
     }
-    {
-        std::ofstream out(m_workdir.quarantine_dir() / (file.stem().string() + ".reason.txt"));
-        out << "reason: " << reason << "\nsop_instance_uid: " << sop_uid
-            << "\ncalling_ae: " << assoc.calling_ae << "\npeer_address: " << assoc.peer_address
-            << "\nreceived_at: " << format_utc_ms(now_ms()) << "\n";
-    }
     try {
         auto db = m_pool.acquire();
         const auto writing = m_pool.write_lock();
-        store::ReceiveIndex(*db).add_quarantine(now_ms(), (fs::path("quarantine") / name).string(),
-                                                reason, assoc.calling_ae, assoc.peer_address,
-                                                sop_uid);
+        store::ReceiveIndex(*db).add_quarantine(now_ms(), moved->string(), reason,
+                                                assoc.calling_ae, assoc.peer_address, sop_uid);
     } catch (const store::DatabaseError& e) {
-        spdlog::error("cannot index quarantined file {}: {}", dest.string(), e.what());
+        spdlog::error("cannot index quarantined file {}: {}", moved->string(), e.what());
     }
 }
 

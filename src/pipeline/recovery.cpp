@@ -2,13 +2,13 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
 #include <map>
 #include <spdlog/spdlog.h>
 
 #include "segnode/core/clock.hpp"
 #include "segnode/core/uid.hpp"
 #include "segnode/dicom/receive_handler.hpp"
+#include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
@@ -25,21 +25,22 @@ std::int64_t mtime_ms(const fs::path& file) {
 }
 
 /// Moves a file recovery cannot index to quarantine/, with the reason beside it.
-bool quarantine_file(const store::Workdir& workdir, store::ReceiveIndex& index,
-                     const fs::path& file, const std::string& rel, const std::string& reason) {
-    const fs::path name = "recovered-" + workdir.new_temp_path(".dcm").filename().string();
-    const fs::path dest = workdir.quarantine_dir() / name;
-    if (auto st = store::durable_rename(file, dest, true); !st) {
-        spdlog::error("recovery: {}: {} (left in place)", rel, st.error().message);
+bool quarantine_unindexable(const store::Workdir& workdir, store::ReceiveIndex& index,
+                            const fs::path& file, const std::string& rel,
+                            const std::string& reason) {
+    QuarantineNote note;
+    note.reason = reason;
+    note.original_path = rel;
+    note.time_key = "quarantined_at";
+    // A fresh unique name: the file's own name may clash with an earlier quarantined copy.
+    const std::string name = "recovered-" + workdir.new_temp_path(".dcm").filename().string();
+    auto moved = move_to_quarantine(workdir, file, name, note, true);
+    if (!moved) {
+        spdlog::error("recovery: {}: {} (left in place)", rel, moved.error().message);
         return false;
     }
-    {
-        std::ofstream out(workdir.quarantine_dir() / (name.stem().string() + ".reason.txt"));
-        out << "reason: " << reason << "\noriginal_path: " << rel
-            << "\nquarantined_at: " << format_utc_ms(now_ms()) << "\n";
-    }
-    index.add_quarantine(now_ms(), (fs::path("quarantine") / name).string(), reason, "", "", "");
-    spdlog::error("recovery: {}: {}; moved to {}", rel, reason, dest.string());
+    index.add_quarantine(now_ms(), moved->string(), reason, "", "", "");
+    spdlog::error("recovery: {}: {}; moved to {}", rel, reason, moved->string());
     return true;
 }
 
@@ -60,7 +61,7 @@ RecoveryReport recover_unindexed(const Config& config, const store::Workdir& wor
                       ec.message());
         return report;
     }
-    std::vector<fs::path> unindexed;
+    std::vector<std::pair<fs::path, std::string>> unindexed; ///< file, path relative to root
     for (const fs::recursive_directory_iterator end; it != end; it.increment(ec)) {
         if (ec) {
             spdlog::error("recovery: while listing {}: {}", workdir.instances_dir().string(),
@@ -73,12 +74,11 @@ RecoveryReport recover_unindexed(const Config& config, const store::Workdir& wor
         ++report.files_seen;
         const std::string rel = it->path().lexically_relative(workdir.root()).generic_string();
         if (!indexed.contains(rel)) {
-            unindexed.push_back(it->path());
+            unindexed.emplace_back(it->path(), rel);
         }
     }
 
-    for (const fs::path& file : unindexed) {
-        const std::string rel = file.lexically_relative(workdir.root()).generic_string();
+    for (const auto& [file, rel] : unindexed) {
         auto parsed = dicom::read_received_file(file);
         std::string problem;
         if (!parsed) {
@@ -93,25 +93,14 @@ RecoveryReport recover_unindexed(const Config& config, const store::Workdir& wor
             problem = "SOP Instance UID already indexed at " + existing->relpath;
         }
         if (!problem.empty()) {
-            if (quarantine_file(workdir, index, file, rel,
-                                "start-up recovery cannot index this file: " + problem)) {
+            if (quarantine_unindexable(workdir, index, file, rel,
+                                       "start-up recovery cannot index this file: " + problem)) {
                 ++report.quarantined;
             }
             continue;
         }
 
-        store::NewInstance row;
-        row.series = {parsed->series_uid,     parsed->study_uid,      parsed->patient_id,
-                      parsed->patient_name,   parsed->study_date,     parsed->accession_number,
-                      parsed->modality,       parsed->series_number,  parsed->series_description,
-                      parsed->body_part,      parsed->frame_of_reference};
-        row.sop_instance_uid = parsed->sop_instance_uid;
-        row.sop_class_uid = parsed->sop_class_uid;
-        row.instance_number = parsed->instance_number;
-        row.transfer_syntax = parsed->transfer_syntax;
-        row.relpath = rel;
-        row.size_bytes = static_cast<std::int64_t>(parsed->file_size);
-        row.received_at = mtime_ms(file);
+        store::NewInstance row = instance_row(*parsed, rel, mtime_ms(file));
         row.calling_ae = parsed->source_ae;
         row.called_ae = config.node.ae_title;
         if (const auto tag = store::association_tag(file)) {

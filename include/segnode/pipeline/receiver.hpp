@@ -17,6 +17,7 @@
 #include "segnode/dicom/receive_handler.hpp"
 #include "segnode/pipeline/disk_guard.hpp"
 #include "segnode/store/database.hpp"
+#include "segnode/store/receive_index.hpp"
 #include "segnode/store/workdir.hpp"
 
 namespace segnode::pipeline {
@@ -63,6 +64,30 @@ private:
 };
 
 class IndexWriter;
+
+/// The index row for a received instance file at `relpath` (association and AE titles are
+/// the caller's to fill in). Used by the receiver and by start-up recovery.
+store::NewInstance instance_row(const dicom::ReceivedInstance& in, const std::string& relpath,
+                                std::int64_t received_at);
+
+/// What goes into quarantine/<name>.reason.txt beside a quarantined file (empty fields are
+/// left out).
+struct QuarantineNote {
+    std::string reason;
+    std::string sop_instance_uid;
+    std::string calling_ae;
+    std::string peer_address;
+    std::string original_path; ///< where the file was found, if not in tmp/
+    std::string time_key = "received_at"; ///< label of the time line (now, UTC)
+};
+
+/// Durably moves `file` to quarantine/<name> and writes the note beside it; returns the path
+/// relative to the working directory for the quarantine row, or the error (the file is then
+/// left where it was).
+Result<std::filesystem::path> move_to_quarantine(const store::Workdir& workdir,
+                                                 const std::filesystem::path& file,
+                                                 const std::string& name,
+                                                 const QuarantineNote& note, bool durable);
 
 class Receiver : public dicom::ReceiveHandler {
 public:
