@@ -46,10 +46,12 @@ namespace {
 /// start-up recovery (recovery.hpp). Every other write of the node stays synchronous=FULL.
 class RelaxedSync {
 public:
-    explicit RelaxedSync(store::Database& db) : m_db(db) { m_db.exec("PRAGMA synchronous=NORMAL"); }
+    explicit RelaxedSync(store::Database& db) : m_db(db) {
+        m_db.prepare("PRAGMA synchronous=NORMAL").run(); // cached: no parse per batch
+    }
     ~RelaxedSync() {
         try {
-            m_db.exec("PRAGMA synchronous=FULL");
+            m_db.prepare("PRAGMA synchronous=FULL").run();
         } catch (const store::DatabaseError& e) {
             spdlog::error("index: cannot restore synchronous=FULL: {}", e.what());
         }
