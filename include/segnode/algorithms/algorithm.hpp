@@ -31,6 +31,12 @@ struct AlgorithmInfo {
     std::string description;
     std::vector<SettingSpec> settings;
     std::vector<SegmentInfo> segments;
+    /// Runs of this algorithm at once across the job runner's workers; 0 = no limit beyond
+    /// jobs.workers (built-ins). External algorithms default to 1 (one GPU model per card).
+    unsigned max_parallel = 0;
+    /// The algorithm's own time limit in seconds (external programs: timeout_s); 0 = none.
+    /// A job's limit is jobs.timeout_s (loading, writing) plus this.
+    unsigned timeout_s = 0;
 };
 
 /// std::nullopt when the info is well formed (name syntax, non-empty version, valid and

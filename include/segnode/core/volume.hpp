@@ -141,5 +141,8 @@ template <class T> Volume<T> make_volume(const Geometry& geometry, T fill = T{})
 using CtVolume = Volume<std::int16_t>;
 /// Label per voxel: 0 = background, otherwise a segment's label number.
 using LabelMap = Volume<std::uint8_t>;
+/// A label map as external programs write it (uint16: up to 65535 labels); segnode's own
+/// segments are 1..255, so it is narrowed to LabelMap after its labels are checked.
+using WideLabelMap = Volume<std::uint16_t>;
 
 } // namespace segnode
