@@ -350,6 +350,18 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
         "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention"};
     for (const auto& [sk, sv] : root) {
         const std::string section(sk.str());
+        if (section == "algorithms") {
+            if (auto err = set_algorithms(sv, config, file)) {
+                return Error{*err};
+            }
+            continue;
+        }
+        if (section == "algorithms_dir") {
+            if (auto err = set_algorithms_dir(sv, config, file)) {
+                return Error{*err};
+            }
+            continue;
+        }
         if (section == "peers" || section == "rules") {
             auto err = section == "peers" ? set_peers(sv, config, file)
                                           : set_rules(sv, config, file);
@@ -361,7 +373,7 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
         if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
             return Error{where(file, sk.source()) + ": unknown section '" + section +
                          "' (known: node, log, dicom, storage, series, jobs, send, output, "
-                         "retention, [[peers]], [[rules]])"};
+                         "retention, algorithms_dir, [[peers]], [[rules]], [[algorithms]])"};
         }
         const auto* tbl = sv.as_table();
         if (tbl == nullptr) {
@@ -394,6 +406,12 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
                 return Error{where(file, v.source()) + ": " + key + ": " + *err};
             }
         }
+    }
+    if (auto err = load_algorithms_dir(config)) {
+        return Error{*err};
+    }
+    if (auto err = check_algorithm_names(config)) {
+        return Error{*err};
     }
     if (auto err = check_cross_references(config)) {
         return Error{*err};

@@ -25,6 +25,16 @@ std::optional<std::string> set_peers(const toml::node& node, Config& config,
 /// [[rules]]: replaces config.rules. Errors carry their own position.
 std::optional<std::string> set_rules(const toml::node& node, Config& config,
                                      const std::string& file);
+/// [[algorithms]]: appends to config.algorithms. Errors carry their own position.
+std::optional<std::string> set_algorithms(const toml::node& node, Config& config,
+                                          const std::string& file);
+/// algorithms_dir: stored absolute (relative paths are taken from the config file's folder).
+std::optional<std::string> set_algorithms_dir(const toml::node& node, Config& config,
+                                              const std::string& file);
+/// Appends the [[algorithms]] entry of each *.toml file of config.algorithms_dir.
+std::optional<std::string> load_algorithms_dir(Config& config);
+/// External algorithm names are unique.
+std::optional<std::string> check_algorithm_names(const Config& config);
 /// node.extra_ae_titles: an array of AE titles.
 std::optional<std::string> set_extra_ae_titles(const toml::node& node, Config& config);
 /// Checks across sections once everything is read: rules name known peers, AE titles are

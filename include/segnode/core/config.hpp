@@ -2,6 +2,7 @@
 // segnode configuration: one TOML file, every key known to a table in config.cpp, every value
 // validated, errors reported as "file:line:column: key: reason". config/segnode.toml is the
 // fully commented sample and carries the same defaults as the structs below.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -118,6 +119,62 @@ struct RetentionConfig {
     unsigned check_interval_s = 60; ///< how often retention runs
 };
 
+/// One setting of an external algorithm's schema, as written in [algorithms.settings.NAME].
+/// Checked here for shape; the algorithms layer turns it into a SettingSpec and checks it.
+struct ExternalSettingConfig {
+    std::string key;
+    std::string type;            ///< int | float | bool | string | enum
+    std::string default_text;    ///< the default as `--set` text ("" when absent)
+    bool has_default = false;
+    std::optional<double> min;
+    std::optional<double> max;
+    std::vector<std::string> choices; ///< enum
+    std::string help;
+    std::string where;
+};
+
+/// A coded concept as written in the config: [scheme, value, meaning].
+using CodeTriplet = std::array<std::string, 3>;
+
+/// One segment an external algorithm declares ([[algorithms.segments]]).
+struct ExternalSegmentConfig {
+    unsigned label = 0;
+    std::string name;
+    CodeTriplet category;
+    CodeTriplet type;
+    bool has_category = false;
+    bool has_type = false;
+    std::array<std::uint8_t, 3> color{};
+    bool has_color = false;
+    std::string file; ///< output_kind = "per_segment": the mask file under {out_dir}
+    std::string where;
+};
+
+/// An external algorithm: any program segnode runs on a series ([[algorithms]] in the config,
+/// or one per file in algorithms_dir). docs/algorithms.md is the contract.
+struct ExternalAlgorithmConfig {
+    std::string name;
+    std::string version;
+    std::string description;
+    std::vector<std::string> command; ///< argv with {placeholders}; run with execve, no shell
+    std::string input_format;         ///< nifti | nifti_gz | nrrd | dicom; "" = layout default
+    std::string output;               ///< label map under {out_dir}; "" = layout default
+    unsigned timeout_s = 3600;
+    unsigned memory_mb = 0; ///< 0: no limit
+    unsigned kill_grace_s = 10;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::vector<ExternalSettingConfig> settings;
+    std::vector<ExternalSegmentConfig> segments;
+    std::string segments_file; ///< absolute (resolved against the config file's directory)
+    std::string layout = "plain";          ///< plain | kaapana | nnunet | mercure
+    std::string output_kind;               ///< labelmap | per_segment | dicom; "" = layout default
+    unsigned max_parallel = 1;
+    bool resample = false;
+    std::string undeclared_labels = "fail"; ///< fail | ignore
+    bool keep_work_dir = false;             ///< keep jobs/<id>/work after a successful run
+    std::string where;                      ///< file:line:column of the entry
+};
+
 struct Config {
     std::string source = "<defaults>"; ///< file the config came from
     NodeConfig node;
@@ -131,6 +188,10 @@ struct Config {
     RetentionConfig retention;
     std::vector<PeerConfig> peers;
     std::vector<RuleConfig> rules;
+    /// Directory whose *.toml files each hold one [[algorithms]] entry ("" = none); absolute.
+    std::string algorithms_dir;
+    /// [[algorithms]] of the file, then those of algorithms_dir in file-name order.
+    std::vector<ExternalAlgorithmConfig> algorithms;
 
     [[nodiscard]] const PeerConfig* find_peer(std::string_view name) const;
     /// node.ae_title followed by node.extra_ae_titles.
