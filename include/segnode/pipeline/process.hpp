@@ -62,6 +62,9 @@ struct ProcessResult {
     std::uint64_t stderr_bytes = 0;
     std::string stdout_tail;
     std::string stderr_tail;
+    /// The limits that applied (copied from the spec, for describe()).
+    std::chrono::milliseconds timeout{0};
+    std::uint64_t memory_limit_bytes = 0;
 
     [[nodiscard]] bool success() const { return end == ProcessEnd::Exited && exit_code == 0; }
     /// "exited with status 2", "killed by signal 9 (SIGKILL)", "timed out after 5 s",
