@@ -1,4 +1,5 @@
 #include "cli_common.hpp"
+#include "segnode/pipeline/algorithm_catalog.hpp"
 
 #include <cstdlib>
 #include <iostream>
@@ -33,6 +34,15 @@ std::optional<Config> resolve_config(const GlobalOptions& o) {
         return std::nullopt;
     }
     return config;
+}
+
+std::optional<algorithms::Registry> resolve_registry(const Config& config) {
+    auto registry = pipeline::make_registry(config);
+    if (!registry) {
+        std::cerr << registry.error().message << "\n";
+        return std::nullopt;
+    }
+    return std::move(*registry);
 }
 
 std::optional<store::Database> open_database(const Config& config, bool create, int* applied) {

@@ -1,4 +1,5 @@
 #pragma once
+#include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/store/database.hpp"
 
@@ -20,6 +21,10 @@ void add_global_options(CLI::App& app, GlobalOptions& options);
 /// The effective configuration: --config (or $SEGNODE_CONFIG) if given, else the built-in
 /// defaults, then command-line overrides. Prints the error and returns nullopt on failure.
 std::optional<Config> resolve_config(const GlobalOptions& options);
+
+/// The algorithms of this config: built-ins and [[algorithms]] (pipeline::make_registry).
+/// Prints the error (file:line) and returns nullopt.
+std::optional<algorithms::Registry> resolve_registry(const Config& config);
 
 /// Opens the database of the configured working directory; with `create`, creates the
 /// working directory and applies migrations first (their number goes to `*applied` when

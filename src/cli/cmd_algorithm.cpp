@@ -1,6 +1,7 @@
 // `segnode algorithm list|show`: what the registry knows, for people choosing an algorithm and
 // its --set values.
 #include "cli_common.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 #include "segnode/algorithms/registry.hpp"
 
 #include <algorithm>
@@ -146,28 +147,62 @@ void print_algorithm(const algorithms::AlgorithmInfo& info) {
     }
 }
 
+void print_external(const ExternalAlgorithmConfig& c) {
+    std::string command;
+    for (const std::string& arg : c.command) {
+        command += (command.empty() ? "" : " ") + arg;
+    }
+    std::cout << "\nExternal program (" << c.where << "):\n"
+              << "  command       " << command << "\n"
+              << "  layout        " << c.layout << "\n"
+              << "  input         " << c.input_format << "\n"
+              << "  output        " << c.output_kind
+              << (c.output.empty() ? std::string() : " " + c.output) << "\n"
+              << "  timeout_s     " << c.timeout_s << "\n"
+              << "  memory_mb     " << (c.memory_mb == 0 ? std::string("no limit")
+                                                         : std::to_string(c.memory_mb))
+              << "\n"
+              << "  max_parallel  " << c.max_parallel << "\n";
+}
+
 } // namespace
 
-void add_algorithm_command(CLI::App& app, GlobalOptions& /*options*/, int& exit_code) {
+void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto* cmd = app.add_subcommand("algorithm", "The segmentation algorithms segnode can run");
     cmd->require_subcommand(1);
 
     auto* list = cmd->add_subcommand("list", "Name, version, segments and description of each");
-    list->callback([] { print_list(algorithms::make_builtin_registry()); });
+    list->callback([&options, &exit_code] {
+        const auto config = resolve_config(options);
+        const auto registry = config ? resolve_registry(*config) : std::nullopt;
+        if (!registry) {
+            exit_code = 2;
+            return;
+        }
+        print_list(*registry);
+    });
 
     auto* show = cmd->add_subcommand(
         "show", "Description, segments (codes, colours) and settings of one algorithm");
     auto name = std::make_shared<std::string>();
     show->add_option("NAME", *name, "Algorithm name (see 'segnode algorithm list')")->required();
-    show->callback([&exit_code, name] {
-        const algorithms::Registry registry = algorithms::make_builtin_registry();
-        const auto algorithm = registry.get(*name);
+    show->callback([&options, &exit_code, name] {
+        const auto config = resolve_config(options);
+        const auto registry = config ? resolve_registry(*config) : std::nullopt;
+        if (!registry) {
+            exit_code = 2;
+            return;
+        }
+        const auto algorithm = registry->get(*name);
         if (!algorithm) {
             std::cerr << "algorithm show: " << algorithm.error().message << "\n";
             exit_code = 1;
             return;
         }
         print_algorithm((*algorithm)->info());
+        if (const auto* ext = dynamic_cast<const pipeline::ExternalAlgorithm*>(*algorithm)) {
+            print_external(ext->config());
+        }
     });
 }
 

@@ -28,8 +28,12 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             return;
         }
         const Config& c = *config;
-        const algorithms::Registry registry = algorithms::make_builtin_registry();
-        if (auto st = pipeline::validate_rules(c, registry); !st) {
+        const auto registry = resolve_registry(c);
+        if (!registry) {
+            exit_code = 1;
+            return;
+        }
+        if (auto st = pipeline::validate_rules(c, *registry); !st) {
             std::cerr << st.error().message << "\n";
             exit_code = 1;
             return;
@@ -56,6 +60,12 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             std::cout << "  rule:    " << rule.name << " -> " << rule.algorithm << " ("
                       << pipeline::outputs_text(rule.outputs) << ") to " << rule.destination
                       << "\n";
+        }
+        for (const ExternalAlgorithmConfig& algo : c.algorithms) {
+            std::cout << "  algorithm: " << algo.name << " " << algo.version << " (external: "
+                      << algo.command.front() << ", layout " << algo.layout << ", "
+                      << algo.input_format << " -> " << algo.output_kind << ", timeout "
+                      << algo.timeout_s << " s, max_parallel " << algo.max_parallel << ")\n";
         }
         if (c.rules.empty()) {
             std::cout << "  rules:   none (received series are stored but not processed)\n";

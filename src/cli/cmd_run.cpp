@@ -8,6 +8,7 @@
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 
 #include <array>
 #include <chrono>
@@ -249,12 +250,16 @@ std::string summary_line(const algorithms::AlgorithmInfo& info,
     return info.name + " " + info.version + ": " + segments + " | " + timing.data();
 }
 
-int run_command(const RunOptions& options, const OutputConfig& output_config) {
+int run_command(const RunOptions& options, const Config& config) {
     const auto start = Clock::now();
+    const OutputConfig& output_config = config.output;
 
     // Usage: algorithm and settings are checked before anything is read.
-    const algorithms::Registry registry = algorithms::make_builtin_registry();
-    const auto found = registry.get(options.algorithm);
+    const auto registry = resolve_registry(config);
+    if (!registry) {
+        return 2;
+    }
+    const auto found = registry->get(options.algorithm);
     if (!found) {
         std::cerr << "run: " << found.error().message << "\n";
         return 2;
@@ -323,14 +328,69 @@ int run_command(const RunOptions& options, const OutputConfig& output_config) {
         progress.message(line.starts_with(prefix) ? std::string(line) : prefix + std::string(line));
     };
     const auto run_start = Clock::now();
-    auto labels = algorithm.run(series.volume, *settings, context);
-    const double run_s = seconds_since(run_start);
-    if (!labels) {
-        progress.clear();
-        std::cerr << "run: " << algorithm.name() << " failed: " << labels.error().message << "\n";
-        remove_created();
-        return 1;
+    std::optional<LabelMap> labels;
+    if (const auto* external = dynamic_cast<const pipeline::ExternalAlgorithm*>(&algorithm)) {
+        // An external program: a fresh work dir, kept (and named) when the run fails.
+        std::string pattern = (fs::temp_directory_path() / "segnode-run-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            progress.clear();
+            std::cerr << "run: cannot create a temporary directory in "
+                      << fs::temp_directory_path().string() << "\n";
+            remove_created();
+            return 1;
+        }
+        const fs::path work_dir(pattern);
+        auto outcome =
+            external->run_external(series, pipeline::ExternalTask{}, *settings, work_dir, context);
+        if (!outcome) {
+            progress.clear();
+            std::cerr << "run: " << algorithm.name() << " failed: " << outcome.error().message
+                      << "\nrun: its work directory is kept: " << work_dir.string() << "\n";
+            remove_created();
+            return 1;
+        }
+        for (const std::string& note : outcome->notes) {
+            progress.message("run: " + note);
+        }
+        if (external->writes_dicom()) {
+            // The program wrote SEG/RTSTRUCT itself (checked to reference the series).
+            std::string files;
+            for (const fs::path& object : outcome->dicom_objects) {
+                const fs::path target = output_dir / object.filename();
+                std::error_code copy_error;
+                fs::copy_file(object, target, fs::copy_options::overwrite_existing, copy_error);
+                if (copy_error) {
+                    progress.clear();
+                    std::cerr << "run: cannot copy " << object.string() << " to "
+                              << target.string() << ": " << copy_error.message() << "\n";
+                    return 1;
+                }
+                files += (files.empty() ? "" : ", ") + target.string();
+            }
+            pipeline::remove_work_dir(work_dir);
+            progress.clear();
+            std::cerr << "run: wrote " << files << "\n";
+            std::cout << algorithm.name() << " " << algorithm.info().version << ": "
+                      << outcome->dicom_objects.size() << " DICOM object(s) written by the "
+                      << "program | total " << seconds_since(start) << " s" << std::endl;
+            return 0;
+        }
+        if (!external->config().keep_work_dir) {
+            pipeline::remove_work_dir(work_dir);
+        }
+        labels = std::move(outcome->labels);
+    } else {
+        auto result = algorithm.run(series.volume, *settings, context);
+        if (!result) {
+            progress.clear();
+            std::cerr << "run: " << algorithm.name() << " failed: " << result.error().message
+                      << "\n";
+            remove_created();
+            return 1;
+        }
+        labels = std::move(*result);
     }
+    const double run_s = seconds_since(run_start);
 
     // Write.
     progress.status("writing " + format.name + " to " + output_dir.string());
@@ -415,13 +475,13 @@ void add_run_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                     "Threads for loading and for the algorithm (0: one per core)")
         ->capture_default_str();
     cmd->callback([opts, &options, &exit_code] {
-        // Only [output] matters to an offline run (UID root, series number of SEG/RTSTRUCT).
+        // [output] (UID root, series number of SEG/RTSTRUCT) and [[algorithms]] matter here.
         auto config = resolve_config(options);
         if (!config) {
             exit_code = 2;
             return;
         }
-        exit_code = run_command(*opts, config->output);
+        exit_code = run_command(*opts, *config);
     });
 }
 

@@ -116,7 +116,12 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
-        const algorithms::Registry registry = algorithms::make_builtin_registry();
+        const auto made = resolve_registry(*config);
+        if (!made) {
+            exit_code = 2;
+            return;
+        }
+        const algorithms::Registry& registry = *made;
         auto raw = algorithms::parse_assignments(ro->assignments);
         if (!raw) {
             std::cerr << "series run: --set: " << raw.error().message << "\n";

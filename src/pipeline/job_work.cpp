@@ -1,5 +1,7 @@
 #include "job_work.hpp"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -10,6 +12,8 @@
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
 #include "segnode/dicom/store_scu.hpp"
+#include "segnode/dicom/derived_inspect.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/receive_index.hpp"
 
@@ -137,6 +141,49 @@ Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow
     return out;
 }
 
+/// Moves a SEG/RTSTRUCT an external program wrote into jobs/<id>/ as an output to send as is.
+Result<store::JobOutput> adopt_output(const JobContext& ctx, const store::JobRow& job,
+                                      const std::filesystem::path& file, std::size_t index) {
+    auto info = dicom::inspect_derived_object(file);
+    if (!info) {
+        return info.error();
+    }
+    const bool seg = info->sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4";
+    const std::string kind = seg ? "seg" : "rtstruct";
+    const auto relpath = std::filesystem::path("jobs") / std::to_string(job.id) /
+                         (kind + "-" + std::to_string(index + 1) + ".dcm");
+    const auto tmp = ctx.workdir.tmp_dir() /
+                     ("job-" + std::to_string(job.id) + "-adopt-" + std::to_string(index));
+    std::error_code ec;
+    std::filesystem::copy_file(file, tmp, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) {
+        return Error{"cannot copy " + file.string() + ": " + ec.message()};
+    }
+    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
+        !st) {
+        return st.error();
+    }
+    store::JobOutput out;
+    out.job_id = job.id;
+    out.kind = kind;
+    out.relpath = relpath.string();
+    out.sop_class_uid = info->sop_class_uid;
+    out.sop_instance_uid = info->sop_instance_uid;
+    out.series_uid = info->series_instance_uid;
+    out.size_bytes = static_cast<std::int64_t>(
+        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
+    return out;
+}
+
+bool has_declared_segment(const LabelMap& labels, const std::vector<SegmentInfo>& segments) {
+    std::array<bool, 256> declared{};
+    for (const SegmentInfo& s : segments) {
+        declared[s.label] = true;
+    }
+    return std::any_of(labels.voxels.begin(), labels.voxels.end(),
+                       [&declared](std::uint8_t v) { return v != 0 && declared[v]; });
+}
+
 } // namespace
 
 std::int64_t retry_delay_ms(const SendConfig& send, std::int64_t attempt) {
@@ -215,19 +262,73 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         run.stop = stop;
         run.log = [&log](std::string_view line) { log.info(std::string(line)); };
         t = std::chrono::steady_clock::now();
-        auto labels = algo->run(loaded->volume, *settings, run);
-        if (stopped()) {
-            return;
-        }
-        if (!labels) {
-            fail(ctx, job, labels.error().message, log);
-            return;
+        std::vector<store::JobOutput> written;
+        std::optional<LabelMap> labels;
+        const auto* external = dynamic_cast<const ExternalAlgorithm*>(algo);
+        const auto work_dir = ctx.workdir.jobs_dir() / std::to_string(job.id) / "work";
+        if (external != nullptr) {
+            ExternalTask task;
+            task.job_id = job.id;
+            {
+                auto db = ctx.pool.acquire();
+                if (auto series = store::ReceiveIndex(*db).find_series(job.spec.series_id)) {
+                    task.calling_ae = series->calling_ae;
+                    task.series_description = series->attrs.description;
+                }
+            }
+            auto outcome = external->run_external(*loaded, task, *settings, work_dir, run);
+            if (stopped()) {
+                remove_work_dir(work_dir);
+                return;
+            }
+            if (!outcome) {
+                // The work dir stays for diagnosis (retention removes it with the job).
+                fail(ctx, job, outcome.error().message, log);
+                return;
+            }
+            for (const std::string& note : outcome->notes) {
+                log.info(note);
+            }
+            for (std::size_t i = 0; i < outcome->dicom_objects.size(); ++i) {
+                auto out = adopt_output(ctx, job, outcome->dicom_objects[i], i);
+                if (!out) {
+                    fail(ctx, job, out.error().message, log);
+                    return;
+                }
+                log.info(fmt::format("took {} ({} bytes) as written by {}", out->relpath,
+                                     out->size_bytes, algo->name()));
+                written.push_back(std::move(*out));
+            }
+            labels = std::move(outcome->labels);
+            if (!external->config().keep_work_dir) {
+                remove_work_dir(work_dir);
+            }
+        } else {
+            auto result = algo->run(loaded->volume, *settings, run);
+            if (stopped()) {
+                return;
+            }
+            if (!result) {
+                fail(ctx, job, result.error().message, log);
+                return;
+            }
+            labels = std::move(*result);
         }
         log.info(algo->name() + " " + algo->info().version + " took " +
                  seconds_text(seconds_since(t)));
 
-        std::vector<store::JobOutput> written;
-        for (const OutputKind kind : *outputs) {
+        if (labels && !has_declared_segment(*labels, algo->info().segments)) {
+            // A plain outcome, not an error: nothing was found, so nothing is written or sent.
+            const std::string detail =
+                "empty result: " + algo->name() + " found none of its segments; nothing to send";
+            log.info(detail);
+            write_db(ctx.pool, [&](store::Database& db) {
+                store::JobRepo(db).transition(job.id, store::JobState::Running,
+                                              store::JobState::Done, now_ms(), detail);
+            });
+            return;
+        }
+        for (const OutputKind kind : labels ? *outputs : std::vector<OutputKind>{}) {
             t = std::chrono::steady_clock::now();
             auto out = write_output(ctx, job, kind, *loaded, *labels, *algo);
             if (!out) {

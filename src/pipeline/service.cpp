@@ -1,4 +1,5 @@
 #include "segnode/pipeline/service.hpp"
+#include "segnode/pipeline/algorithm_catalog.hpp"
 
 #include <csignal>
 #include <pthread.h>
@@ -104,7 +105,12 @@ int run_service(const Config& config) {
         }
     } clean_stop{workdir};
 
-    const algorithms::Registry registry = algorithms::make_builtin_registry();
+    auto made = make_registry(config);
+    if (!made) {
+        spdlog::critical("{}", made.error().message);
+        return 1;
+    }
+    const algorithms::Registry registry = std::move(*made);
     if (auto st = validate_rules(config, registry); !st) {
         spdlog::critical("{}", st.error().message);
         return 1;

@@ -106,7 +106,13 @@ def to_toml(config):
     """{section: {key: value | [dict, ...]} | [dict, ...]} -> TOML text; lists of dicts
     become [[a.b]] (or [[a]] for a top-level list such as peers and rules)."""
     lines = []
+    # Top-level keys (algorithms_dir) must come before the first table.
+    for key, value in config.items():
+        if isinstance(value, str):
+            lines += [f"{key} = {_toml_value(value)}", ""]
     for section, keys in config.items():
+        if isinstance(keys, str):
+            continue
         if isinstance(keys, list):
             for entry in keys:
                 lines.append(f"[[{section}]]")
@@ -134,7 +140,9 @@ def to_toml(config):
 def merge_config(base, overrides):
     out = {s: dict(v) for s, v in base.items()}
     for section, keys in (overrides or {}).items():
-        if isinstance(keys, list):
+        if isinstance(keys, str):
+            out[section] = keys
+        elif isinstance(keys, list):
             out[section] = list(keys)
         else:
             out.setdefault(section, {}).update(keys)
