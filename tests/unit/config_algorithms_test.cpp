@@ -237,3 +237,28 @@ TEST(ConfigAlgorithms, MissingAlgorithmsDirIsAnError) {
               std::string::npos)
         << r.error().message;
 }
+
+TEST(ConfigAlgorithms, SampleConfigExampleIsValidWhenUncommented) {
+    std::ifstream in(std::string(SEGNODE_SOURCE_DIR) + "/config/segnode.toml");
+    std::string line;
+    std::string block;
+    bool inside = false;
+    while (std::getline(in, line)) {
+        if (line == "# [[algorithms]]") {
+            inside = true;
+        }
+        if (inside) {
+            if (line.rfind('#', 0) != 0) {
+                break;
+            }
+            block += (line.size() > 2 ? line.substr(2) : std::string()) + "\n";
+        }
+    }
+    ASSERT_FALSE(block.empty()) << "the sample config has no commented [[algorithms]] example";
+    auto r = parse(block);
+    ASSERT_TRUE(r.ok()) << r.error().message << "\n" << block;
+    ASSERT_EQ(r->algorithms.size(), 1U);
+    EXPECT_EQ(r->algorithms[0].name, "pm_body");
+    EXPECT_EQ(r->algorithms[0].settings.size(), 1U);
+    EXPECT_EQ(r->algorithms[0].segments.size(), 1U);
+}
