@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from harness import NODE_AE, SegnodeTestCase, StoreScpPeer, run_cli
+from harness import SEGNODE_BIN, SegnodeTestCase, StoreScpPeer, run_cli
 from rtstruct_reader import dice, load_slices, rasterise_roi, read_rtstruct
 from seg_reader import SegObject, dciodvfy, source_slices
 
@@ -280,6 +280,46 @@ class OfflineRun(ExternalTestCase):
         self.assertFalse((self.tmp / "o").exists())
 
 
+    def test_nnunet_layout_with_dataset_json(self):
+        series = self.series(rows=48, cols=40, slices=10)
+        (self.tmp / "dataset.json").write_text(
+            '{"channel_names": {"0": "CT"}, "labels": {"background": 0, "lung": 1, "bone": 2}}')
+        # What nnUNetv2_predict does with -i in -o out: case_0000.nii.gz -> case.nii.gz.
+        (self.tmp / "fake_nnunet.py").write_text(textwrap.dedent("""\
+            import os, sys
+            import nibabel as nib, numpy as np
+            i, o = sys.argv[sys.argv.index("-i") + 1], sys.argv[sys.argv.index("-o") + 1]
+            assert sorted(os.listdir(i)) == ["case_0000.nii.gz"], os.listdir(i)
+            img = nib.load(os.path.join(i, "case_0000.nii.gz"))
+            hu = np.asanyarray(img.dataobj)
+            seg = np.zeros(hu.shape, np.uint8)
+            seg[(hu > -900) & (hu < -500)] = 1
+            seg[hu > 300] = 2
+            nib.save(nib.Nifti1Image(seg, img.affine), os.path.join(o, "case.nii.gz"))
+            """))
+        entry = textwrap.dedent(f"""\
+            [[algorithms]]
+            name = "nnunet_fake"
+            version = "Dataset999"
+            layout = "nnunet"
+            command = ["/usr/bin/python3", "{self.tmp / 'fake_nnunet.py'}", "-i", "{{in_dir}}", "-o", "{{out_dir}}"]
+            segments_file = "{self.tmp / 'dataset.json'}"
+            """)
+        config = self.config_file(self.algorithms_dir(entry))
+        out = self.tmp / "nn"
+        proc = run_cli("--config", str(config), "run", "--algorithm", "nnunet_fake", "--input",
+                       str(Path(series["files"][0]).parent), "--output", str(out), "--format",
+                       "seg", timeout=120)
+        self.assertProcOk(proc, "segnode run nnunet_fake")
+        hu = hu_volume(series["files"])
+        truth = np.zeros(hu.shape, np.uint8)
+        truth[(hu > -900) & (hu < -500)] = 1
+        truth[hu > 300] = 2
+        seg = SegObject.read(out / "seg.dcm")
+        self.assertEqual(sorted(s.label for s in seg.segments.values()), ["bone", "lung"])
+        np.testing.assert_array_equal(seg.label_volume(source_slices(series["files"])), truth)
+
+
 class Jobs(ExternalTestCase):
     def test_end_to_end_three_labels_seg_and_rtstruct(self):
         dest = self.dest()
@@ -450,6 +490,53 @@ class Jobs(ExternalTestCase):
         self.assertEqual((job["state"], job["runs"]), ("done", 2), job)
         self.assertEqual(len(dest.files("SG.")), 1, "sent exactly once")
         self.assertStopsCleanly(node)
+
+    def test_mercure_layout_program_writes_its_own_seg_and_rtstruct(self):
+        dest = self.dest()
+        # A mercure-style module that writes DICOM SEG and RTSTRUCT itself: segnode's own
+        # offline `run` on the staged DICOM files, after checking mercure's task.json is there.
+        entry = textwrap.dedent(f"""\
+            [[algorithms]]
+            name = "mercure_body"
+            version = "1.0"
+            layout = "mercure"
+            command = ["/bin/sh", "-c", "test -f \\"$MERCURE_IN_DIR/task.json\\" && exec {SEGNODE_BIN} run --algorithm body --input \\"$MERCURE_IN_DIR\\" --output \\"$MERCURE_OUT_DIR\\" --format both && rm \\"$MERCURE_OUT_DIR/segments.json\\""]
+            """)
+        node = self.pipeline_node(dest, "mercure_body", self.algorithms_dir(entry))
+        series = self.series(rows=64, cols=56, slices=12)
+        self.send(node, series["files"])
+        [job] = self.wait_jobs(node, ("done", "failed"))
+        self.assertEqual(job["state"], "done", f"{job}\n{node.log_tail()}")
+        segs, rts = dest.files("SG."), dest.files("RS.")
+        self.assertEqual((len(segs), len(rts)), (1, 1), f"received: {dest.files()}")
+        for f in segs + rts:
+            ds = pydicom.dcmread(str(f))
+            self.assertEqual(ds.StudyInstanceUID, series["study_uid"])
+        kinds = sorted(r[0] for r in node.query("SELECT kind FROM job_outputs"))
+        self.assertEqual(kinds, ["rtstruct", "seg"])
+
+    def test_dicom_output_of_another_series_is_refused(self):
+        dest = self.dest()
+        other = self.series("other", rows=32, cols=32, slices=4)
+        other_dir = Path(other["files"][0]).parent
+        entry = textwrap.dedent(f"""\
+            [[algorithms]]
+            name = "wrong_ref"
+            version = "1.0"
+            input_format = "dicom"
+            output_kind = "dicom"
+            command = ["{SEGNODE_BIN}", "run", "--algorithm", "body", "--input", "{other_dir}", "--output", "{{out_dir}}", "--format", "seg"]
+            """)
+        node = self.pipeline_node(dest, "wrong_ref", self.algorithms_dir(entry))
+        series = self.series(rows=32, cols=32, slices=4)
+        self.send(node, series["files"])
+        [job] = self.wait_jobs(node, ("done", "failed"))
+        self.assertEqual(job["state"], "failed", job)
+        # seg.dcm sorts first: its reference to the other series is what the job reports.
+        self.assertIn("output seg.dcm: ", job["error"])
+        self.assertIn(other["series_uid"], job["error"])
+        self.assertIn(series["series_uid"], job["error"])
+        self.assertEqual(dest.files(), [], "nothing was sent")
 
 
 if __name__ == "__main__":
