@@ -74,7 +74,7 @@ max = 3071.0
 [algorithms.settings.mode]
 type = "enum"
 default = "normal"
-choices = ["normal", "undeclared", "wrong_grid", "no_output", "chatty", "sleep"]
+choices = ["normal", "empty", "undeclared", "wrong_grid", "no_output", "chatty", "sleep"]
 
 [algorithms.settings.sleep_s]
 type = "float"
@@ -454,6 +454,21 @@ class Jobs(ExternalTestCase):
         self.assertRegex(text[-4000:], r"exited with status 0 after [\d.]+ s \(peak RSS \d+ MB, "
                                        r"500000\d\d bytes stdout")
         self.assertEqual(text.count("[output beyond 1048576 bytes not logged; tail kept]"), 1)
+
+    def test_empty_result_is_done_with_nothing_sent(self):
+        dest = self.dest()
+        node = self.pipeline_node(dest, "three", self.algorithms_dir(three_labels_toml()),
+                                  settings={"mode": "empty"})
+        series = self.series(rows=32, cols=32, slices=6)
+        self.send(node, series["files"])
+        [job] = self.wait_jobs(node, ("done", "failed"))
+        self.assertEqual(job["state"], "done", job)
+        self.assertEqual(dest.files(), [], "no SEG without segments is sent")
+        self.assertEqual(node.scalar("SELECT count(*) FROM job_outputs"), 0)
+        show = node.cli("job", "show", str(job["id"]))
+        self.assertProcOk(show, "job show")
+        self.assertIn("empty result: three found none of its segments; nothing to send",
+                      show.stdout)
 
     def test_cancel_while_running_kills_the_program(self):
         dest = self.dest()

@@ -4,7 +4,8 @@ its settings (settings.json), and writes a 3-label uint8 NIfTI (SEGNODE_OUTPUT) 
 grid with nibabel: 1 = soft tissue, 2 = lung, 3 = bone, by Hounsfield thresholds.
 
 Extra behaviours for the failure tests, chosen by the `mode` setting:
-  normal | undeclared (also writes label 7) | wrong_grid (half the resolution) |
+  normal | empty (all background) | undeclared (also writes label 7) |
+  wrong_grid (half the resolution) |
   no_output | chatty (50 MB on stdout first) | sleep (sleeps `sleep_s` first, pid in work dir)
 """
 import json
@@ -45,6 +46,8 @@ labels[(hu >= settings["soft_min"]) & (hu <= settings["soft_max"])] = 1
 labels[(hu >= -900) & (hu <= -500)] = 2
 labels[hu >= settings["bone_min"]] = 3
 affine = img.affine
+if mode == "empty":
+    labels[...] = 0
 if mode == "undeclared":
     labels[0, 0, 0] = 7
 if mode == "wrong_grid":
