@@ -4,6 +4,13 @@
 // into one buffer of its own component type, then widened and checked in one pass.
 #include "segnode/imageio/image_io.hpp"
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <itkImage.h>
 #include <itkImageIOBase.h>
 #include <itkImportImageContainer.h>
@@ -12,13 +19,6 @@
 #include <itkNiftiImageIO.h>
 #include <itkNrrdImageIO.h>
 #include <itkResampleImageFilter.h>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <limits>
 #include <system_error>
 #include <type_traits>
@@ -56,10 +56,34 @@ std::string single_line(std::string_view text) {
     return out;
 }
 
+/// ITK 5.2's NIfTI writer leaves the header's descrip field empty (it only reads it), so for
+/// an uncompressed ".nii" the field (NIfTI-1: 80 bytes at offset 148) is filled in afterwards.
+/// A ".nii.gz" carries no description.
+Status set_nifti_description(const fs::path& file, const std::string& description) {
+    std::FILE* f = std::fopen(file.c_str(), "r+b");
+    if (f == nullptr) {
+        return Error{"cannot open " + file.string() +
+                     " to set its description: " + std::strerror(errno)};
+    }
+    std::int32_t sizeof_hdr = 0;
+    std::array<char, 80> field{};
+    std::memcpy(field.data(), description.data(), std::min(description.size(), field.size() - 1));
+    const bool ok = std::fread(&sizeof_hdr, sizeof sizeof_hdr, 1, f) == 1 && sizeof_hdr == 348 &&
+                    std::fseek(f, 148, SEEK_SET) == 0 &&
+                    std::fwrite(field.data(), 1, field.size(), f) == field.size();
+    const int saved_errno = errno;
+    if (std::fclose(f) != 0 || !ok) {
+        return Error{"cannot set the description of " + file.string() +
+                     (sizeof_hdr != 348 ? ": not a NIfTI-1 header"
+                                        : ": " + std::string(std::strerror(saved_errno)))};
+    }
+    return ok_status();
+}
+
 template <class T> Status check_volume(const Volume<T>& volume, const fs::path& path) {
     if (auto problem = geometry_problem(volume.geometry)) {
-        return Error{path.string() + ": cannot write an image whose geometry is unusable: " +
-                     *problem};
+        return Error{path.string() +
+                     ": cannot write an image whose geometry is unusable: " + *problem};
     }
     if (!volume.consistent()) {
         return Error{path.string() + ": cannot write " + std::to_string(volume.voxels.size()) +
@@ -133,6 +157,12 @@ Status write_image(const void* data, IOComponentEnum component, const Geometry& 
     }
     if (!fs::is_regular_file(tmp, ec)) {
         return Error{name + ": cannot write: the image IO left no file " + tmp.string()};
+    }
+    if (*format == ImageFormat::Nifti && !description.empty()) {
+        if (auto status = set_nifti_description(tmp, single_line(description)); !status) {
+            fs::remove(tmp, ec);
+            return Error{name + ": " + status.error().message};
+        }
     }
     fs::rename(tmp, path, ec);
     if (ec) {
