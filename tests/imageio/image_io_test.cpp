@@ -303,6 +303,17 @@ TEST(ImageIo, ReadErrorsNameTheFileValueAndVoxel) {
                                         ": value -3 at voxel (2, 0, 0) is negative; labels "
                                         "must be integers 0..65535");
 
+    // One-byte values are widened inside the label buffer: the last voxel is read intact.
+    std::vector<std::int8_t> small{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -5};
+    const fs::path int8 = write_nrrd_by_hand(dir.path() / "i8.nrrd", "int8", small);
+    EXPECT_EQ(read_error(int8), int8.string() +
+                                    ": value -5 at voxel (2, 1, 1) is negative; labels must be "
+                                    "integers 0..65535");
+    small.back() = 11;
+    const auto widened = read_label_image(write_nrrd_by_hand(int8, "int8", small));
+    ASSERT_TRUE(widened.ok()) << widened.error().message;
+    EXPECT_EQ(widened->voxels, (std::vector<std::uint16_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+
     auto floats = by_hand_values<float>();
     floats[3] = 2.5F; // voxel (0, 1, 0)
     const fs::path fraction = write_nrrd_by_hand(dir.path() / "frac.nrrd", "float", floats);

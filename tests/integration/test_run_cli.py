@@ -325,6 +325,7 @@ class RunCliTest(SegnodeTestCase):
         self.assertEqual((out / "labels.nii.gz").read_bytes()[:2], b"\x1f\x8b", "gzip")
         img, labels = read_nifti(out / "labels.nii.gz")
         self.check_nifti_header(img, (40, 48, 12), (source.col_spacing, source.row_spacing, 2.5))
+        self.assertIn("body", img.header["descrip"].item().decode())
         order = self.nifti_slice_order(img, source)
         self.check_nifti_affine(img, out)
         voxel_ml = source.col_spacing * source.row_spacing * 2.5 / 1000.0
