@@ -9,8 +9,8 @@ packages=(
   # libraries
   libdcmtk-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libboost-dev
-  # image IO (NIfTI, NRRD) of segnode_imageio; also the benchmarks' naive ITK pipeline
-  libinsighttoolkit5-dev
+  # image IO (NIfTI, NRRD; zlib for .nii.gz) of segnode_imageio; also the benchmarks' ITK
+  libinsighttoolkit5-dev zlib1g-dev
   # runtime data: the DICOM dictionary comes with libdcmtk17
   libdcmtk17
   # real peers and independent checkers used by the tests and benchmarks
