@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages segnode needs to build, run and test. Idempotent: it only
 # calls apt-get when something is missing. Runs as root, or through sudo when available.
-#   --bench   also the packages the benchmarks compare against (ITK for the naive pipeline)
 set -euo pipefail
 
 packages=(
@@ -10,17 +9,17 @@ packages=(
   # libraries
   libdcmtk-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libboost-dev
+  # image IO (NIfTI, NRRD; zlib for .nii.gz) of segnode_imageio; also the benchmarks' ITK
+  libinsighttoolkit5-dev zlib1g-dev
   # runtime data: the DICOM dictionary comes with libdcmtk17
   libdcmtk17
   # real peers and independent checkers used by the tests and benchmarks
-  dcmtk dicom3tools python3 python3-pydicom python3-numpy
+  dcmtk dicom3tools python3 python3-pydicom python3-numpy python3-nibabel
+  # reference DICOM -> NIfTI converter for the benchmarks
+  dcm2niix
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
   orthanc plastimatch
 )
-
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(libinsighttoolkit5-dev)
-fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,7 @@
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
+#include "segnode/imageio/image_io.hpp"
 #include "segnode/pipeline/external_algorithm.hpp"
 
 #include <array>
@@ -142,16 +143,20 @@ struct OutputFormat {
     std::string help;
     WriteOutput write;
     /// The label map file segments.json describes; none for the DICOM formats.
-    std::optional<algorithms::LabelFileFormat> label_format;
+    std::optional<imageio::ImageFormat> label_format;
 };
 
-WriteOutput label_file_writer(algorithms::LabelFileFormat format) {
+/// "labels.nii", "labels.nii.gz" or "labels.nrrd".
+std::string label_file_name(imageio::ImageFormat format) {
+    return "labels" + std::string(imageio::extension(format));
+}
+
+WriteOutput label_file_writer(imageio::ImageFormat format) {
     return [format](const OutputRequest& request) -> Result<std::vector<fs::path>> {
-        const fs::path path =
-            request.output_dir / std::string(algorithms::default_label_file_name(format));
+        const fs::path path = request.output_dir / label_file_name(format);
         const std::string description =
             "segnode " + request.algorithm.name + " " + request.algorithm.version;
-        if (auto st = algorithms::write_label_map(request.labels, path, format, description); !st) {
+        if (auto st = imageio::write_labels(request.labels, path, description); !st) {
             return st.error();
         }
         return std::vector<fs::path>{path};
@@ -192,12 +197,14 @@ WriteOutput dicom_writer(bool seg, bool rtstruct) {
 
 /// The values --format accepts, in the order the help lists them.
 const std::vector<OutputFormat>& output_formats() {
-    using algorithms::LabelFileFormat;
+    using imageio::ImageFormat;
     static const std::vector<OutputFormat> formats{
-        {"nifti", "labels.nii (NIfTI-1, RAS)", label_file_writer(LabelFileFormat::Nifti),
-         LabelFileFormat::Nifti},
-        {"nrrd", "labels.nrrd (NRRD, LPS)", label_file_writer(LabelFileFormat::Nrrd),
-         LabelFileFormat::Nrrd},
+        {"nifti", "labels.nii (NIfTI-1, RAS)", label_file_writer(ImageFormat::Nifti),
+         ImageFormat::Nifti},
+        {"nifti_gz", "labels.nii.gz (NIfTI-1, RAS, gzip)", label_file_writer(ImageFormat::NiftiGz),
+         ImageFormat::NiftiGz},
+        {"nrrd", "labels.nrrd (NRRD, LPS)", label_file_writer(ImageFormat::Nrrd),
+         ImageFormat::Nrrd},
         {"seg", "seg.dcm (DICOM SEG)", dicom_writer(true, false), std::nullopt},
         {"rtstruct", "rtstruct.dcm (DICOM RTSTRUCT)", dicom_writer(false, true), std::nullopt},
         {"both", "seg.dcm and rtstruct.dcm", dicom_writer(true, true), std::nullopt},
@@ -413,8 +420,8 @@ int run_command(const RunOptions& options, const Config& config) {
     manifest.algorithm_version = algorithm.info().version;
     manifest.settings = *settings;
     if (format.label_format) {
-        manifest.label_file = algorithms::default_label_file_name(*format.label_format);
-        manifest.format = *format.label_format;
+        manifest.label_file = label_file_name(*format.label_format);
+        manifest.format = imageio::to_string(*format.label_format);
     }
     manifest.geometry = labels->geometry;
     manifest.source = {{"input", fs::absolute(options.input).lexically_normal().string()},

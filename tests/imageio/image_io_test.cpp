@@ -79,15 +79,13 @@ void write_bytes(const fs::path& path, const std::string& header, const void* da
 /// origin (10, -20, 30) LPS, raw little-endian data.
 template <class T>
 fs::path write_nrrd_by_hand(const fs::path& path, const std::string& type,
-                            const std::vector<T>& values,
-                            const std::string& sizes = "3 2 2", int dimension = 3,
-                            const std::string& kinds = "domain domain domain",
+                            const std::vector<T>& values, const std::string& sizes = "3 2 2",
+                            int dimension = 3, const std::string& kinds = "domain domain domain",
                             const std::string& directions = "(0.5,0,0) (0,0.75,0) (0,0,2)") {
-    const std::string header = "NRRD0004\ntype: " + type + "\ndimension: " +
-                               std::to_string(dimension) +
-                               "\nspace: left-posterior-superior\nsizes: " + sizes +
-                               "\nspace directions: " + directions + "\nkinds: " + kinds +
-                               "\nendian: little\nencoding: raw\nspace origin: (10,-20,30)\n\n";
+    const std::string header =
+        "NRRD0004\ntype: " + type + "\ndimension: " + std::to_string(dimension) +
+        "\nspace: left-posterior-superior\nsizes: " + sizes + "\nspace directions: " + directions +
+        "\nkinds: " + kinds + "\nendian: little\nencoding: raw\nspace origin: (10,-20,30)\n\n";
     write_bytes(path, header, values.data(), values.size() * sizeof(T));
     return path;
 }
@@ -140,7 +138,9 @@ template <class T> std::vector<T> by_hand_values() {
     return {T(0), T(1), T(2), T(300), T(0), T(7), T(65535), T(1), T(0), T(2), T(9), T(4)};
 }
 
-std::vector<std::uint16_t> as_wide(const std::vector<std::uint16_t>& v) { return v; }
+std::vector<std::uint16_t> as_wide(const std::vector<std::uint16_t>& v) {
+    return v;
+}
 
 void expect_by_hand_result(const Result<WideLabelMap>& read) {
     ASSERT_TRUE(read.ok()) << read.error().message;
@@ -175,7 +175,7 @@ TEST(ImageIo, FormatNamesAndExtensions) {
 
 struct RoundTripCase {
     const char* file;
-    double mm;        ///< geometry tolerance: NIfTI stores float32, NRRD decimal doubles
+    double mm; ///< geometry tolerance: NIfTI stores float32, NRRD decimal doubles
     double direction;
 };
 
@@ -243,13 +243,26 @@ INSTANTIATE_TEST_SUITE_P(Formats, ImageIoRoundTrip,
                              return name;
                          });
 
+TEST(ImageIo, NiftiCarriesTheDescription) {
+    TempDir dir;
+    const LabelMap labels = make_volume<std::uint8_t>(oblique_left_handed(), 1);
+    const fs::path path = dir.path() / "labels.nii";
+    ASSERT_TRUE(write_labels(labels, path, "segnode body 1.0.0\nsecond line").ok());
+    std::ifstream in(path, std::ios::binary);
+    std::array<char, 80> descrip{};
+    in.seekg(148);
+    in.read(descrip.data(), descrip.size());
+    EXPECT_EQ(std::string(descrip.data()), "segnode body 1.0.0 second line");
+    EXPECT_EQ(descrip.back(), '\0');
+    ASSERT_TRUE(read_label_image(path).ok());
+}
+
 // ------------------------------------------------------------------ files by other writers
 
 TEST(ImageIo, ReadsIntegerAndFloatLabelFiles) {
     TempDir dir;
-    expect_by_hand_result(
-        read_label_image(write_nrrd_by_hand(dir.path() / "u16.nrrd", "uint16",
-                                            by_hand_values<std::uint16_t>())));
+    expect_by_hand_result(read_label_image(
+        write_nrrd_by_hand(dir.path() / "u16.nrrd", "uint16", by_hand_values<std::uint16_t>())));
     expect_by_hand_result(read_label_image(
         write_nrrd_by_hand(dir.path() / "i32.nrrd", "int32", by_hand_values<std::int32_t>())));
     expect_by_hand_result(read_label_image(
@@ -257,10 +270,10 @@ TEST(ImageIo, ReadsIntegerAndFloatLabelFiles) {
     expect_by_hand_result(read_label_image(
         write_nrrd_by_hand(dir.path() / "f64.nrrd", "double", by_hand_values<double>())));
     // NIfTI-1 with an sform only (RAS): read back in LPS.
-    expect_by_hand_result(read_label_image(write_nifti_by_hand(
-        dir.path() / "i32.nii", 8, {3, 2, 2}, by_hand_values<std::int32_t>())));
-    expect_by_hand_result(read_label_image(write_nifti_by_hand(
-        dir.path() / "f32.nii", 16, {3, 2, 2}, by_hand_values<float>())));
+    expect_by_hand_result(read_label_image(
+        write_nifti_by_hand(dir.path() / "i32.nii", 8, {3, 2, 2}, by_hand_values<std::int32_t>())));
+    expect_by_hand_result(read_label_image(
+        write_nifti_by_hand(dir.path() / "f32.nii", 16, {3, 2, 2}, by_hand_values<float>())));
     expect_by_hand_result(read_label_image(write_nifti_by_hand(
         dir.path() / "u16.nii", 512, {3, 2, 2}, by_hand_values<std::uint16_t>())));
 }
@@ -290,6 +303,17 @@ TEST(ImageIo, ReadErrorsNameTheFileValueAndVoxel) {
                                         ": value -3 at voxel (2, 0, 0) is negative; labels "
                                         "must be integers 0..65535");
 
+    // One-byte values are widened inside the label buffer: the last voxel is read intact.
+    std::vector<std::int8_t> small{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -5};
+    const fs::path int8 = write_nrrd_by_hand(dir.path() / "i8.nrrd", "int8", small);
+    EXPECT_EQ(read_error(int8), int8.string() +
+                                    ": value -5 at voxel (2, 1, 1) is negative; labels must be "
+                                    "integers 0..65535");
+    small.back() = 11;
+    const auto widened = read_label_image(write_nrrd_by_hand(int8, "int8", small));
+    ASSERT_TRUE(widened.ok()) << widened.error().message;
+    EXPECT_EQ(widened->voxels, (std::vector<std::uint16_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+
     auto floats = by_hand_values<float>();
     floats[3] = 2.5F; // voxel (0, 1, 0)
     const fs::path fraction = write_nrrd_by_hand(dir.path() / "frac.nrrd", "float", floats);
@@ -298,14 +322,15 @@ TEST(ImageIo, ReadErrorsNameTheFileValueAndVoxel) {
                                         "labels must be integers 0..65535");
 
     std::vector<std::uint8_t> pairs(24, 1);
-    const fs::path vector = write_nrrd_by_hand(
-        dir.path() / "vector.nrrd", "uint8", pairs, "2 3 2 2", 4, "vector domain domain domain",
-        "none (0.5,0,0) (0,0.75,0) (0,0,2)");
-    EXPECT_EQ(read_error(vector), vector.string() + ": 2 components per voxel; a label image has one");
+    const fs::path vector =
+        write_nrrd_by_hand(dir.path() / "vector.nrrd", "uint8", pairs, "2 3 2 2", 4,
+                           "vector domain domain domain", "none (0.5,0,0) (0,0.75,0) (0,0,2)");
+    EXPECT_EQ(read_error(vector),
+              vector.string() + ": 2 components per voxel; a label image has one");
 
     std::vector<std::uint16_t> two_volumes(24, 1);
-    const fs::path series = write_nifti_by_hand(dir.path() / "t2.nii", 512, {3, 2, 2, 2},
-                                                two_volumes);
+    const fs::path series =
+        write_nifti_by_hand(dir.path() / "t2.nii", 512, {3, 2, 2, 2}, two_volumes);
     const std::string t2 = read_error(series);
     EXPECT_EQ(t2.rfind(series.string() + ": ", 0), 0U) << t2;
     EXPECT_NE(t2.find("size 2 in dimension 4"), std::string::npos) << t2;
@@ -329,9 +354,8 @@ TEST(ImageIo, WriteErrorsNameThePath) {
     const fs::path missing = dir.path() / "no-such-dir" / "labels.nii";
     const Status status = write_labels(labels, missing);
     ASSERT_FALSE(status.ok());
-    EXPECT_EQ(status.error().message,
-              missing.string() + ": cannot write: directory " + missing.parent_path().string() +
-                  " does not exist");
+    EXPECT_EQ(status.error().message, missing.string() + ": cannot write: directory " +
+                                          missing.parent_path().string() + " does not exist");
 
     const Status nhdr = write_labels(labels, dir.path() / "labels.nhdr");
     ASSERT_FALSE(nhdr.ok());
@@ -398,8 +422,7 @@ TEST(ImageIo, ResampleNearestOntoHalfSpacingAndShiftedOrigin) {
                 const long sk = source_index(2, k);
                 std::uint16_t expected = 0;
                 if (si >= 0 && sj >= 0 && sk >= 0) {
-                    expected = labels.at(static_cast<std::size_t>(si),
-                                         static_cast<std::size_t>(sj),
+                    expected = labels.at(static_cast<std::size_t>(si), static_cast<std::size_t>(sj),
                                          static_cast<std::size_t>(sk));
                     ++inside;
                 }

@@ -1,7 +1,8 @@
 """`segnode run` (offline segmentation) and `segnode algorithm list|show`.
 
-The label maps are read back here without any NIfTI/NRRD library: the NIfTI-1 header is
-unpacked with struct, the NRRD header line by line. The truth comes from the phantom series
+The label maps are read back with readers segnode does not use: NIfTI with nibabel (Debian
+python3-nibabel, which reports NIfTI's RAS), NRRD header line by line. The truth comes from
+the phantom series
 itself, read with pydicom: the phantom's body is every voxel of soft tissue (40 HU), lung
 (-850 HU) or bone (700 HU); air is -1000 HU and the table, separated from the body by air,
 200 HU (tests/phantom/README.md). No noise, so the body algorithm (threshold, largest
@@ -17,6 +18,8 @@ import sys
 import unittest
 from pathlib import Path
 
+import nibabel
+import numpy
 import pydicom
 
 from harness import SegnodeTestCase, run_cli
@@ -33,48 +36,30 @@ SEGMENT_RE = re.compile(r"^(?P<name>.+) (?P<voxels>\d+) voxels (?P<ml>[\d.]+) ml
 # ---------------------------------------------------------------- readers
 
 def read_nifti(path):
-    """NIfTI-1 single file -> (header dict, voxel bytes)."""
-    data = Path(path).read_bytes()
-    (sizeof_hdr,) = struct.unpack_from("<i", data, 0)
-    h = {
-        "sizeof_hdr": sizeof_hdr,
-        "dim": struct.unpack_from("<8h", data, 40),
-        "intent_code": struct.unpack_from("<h", data, 68)[0],
-        "datatype": struct.unpack_from("<h", data, 70)[0],
-        "bitpix": struct.unpack_from("<h", data, 72)[0],
-        "pixdim": struct.unpack_from("<8f", data, 76),
-        "vox_offset": struct.unpack_from("<f", data, 108)[0],
-        "xyzt_units": data[123],
-        "descrip": data[148:228].split(b"\0")[0].decode(),
-        "qform_code": struct.unpack_from("<h", data, 252)[0],
-        "sform_code": struct.unpack_from("<h", data, 254)[0],
-        "quatern": struct.unpack_from("<3f", data, 256),
-        "qoffset": struct.unpack_from("<3f", data, 268),
-        "srow": [struct.unpack_from("<4f", data, 280 + 16 * r) for r in range(3)],
-        "magic": data[344:348],
-    }
-    return h, data[int(h["vox_offset"]):]
+    """NIfTI-1 file (.nii or .nii.gz) -> (nibabel image, voxel bytes in index order: i fastest,
+    then j, then k)."""
+    img = nibabel.load(str(path))
+    data = numpy.asanyarray(img.dataobj)
+    return img, data.tobytes(order="F")
 
 
-def nifti_sform(h, i, j, k):
-    return tuple(r[0] * i + r[1] * j + r[2] * k + r[3] for r in h["srow"])
+def affine_position(affine, i, j, k):
+    return tuple(float(affine[r][0] * i + affine[r][1] * j + affine[r][2] * k + affine[r][3])
+                 for r in range(3))
 
 
-def nifti_qform(h, i, j, k):
-    """NIfTI-1 method 2, as nifti1_io reads it (a < 1e-7 counts as 0)."""
-    b, c, d = h["quatern"]
-    a = 1.0 - (b * b + c * c + d * d)
-    if a < 1e-7:
-        n = math.sqrt(b * b + c * c + d * d)
-        b, c, d, a = b / n, c / n, d / n, 0.0
-    else:
-        a = math.sqrt(a)
-    r = [[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-         [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-         [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]]
-    qfac = -1.0 if h["pixdim"][0] < 0 else 1.0
-    v = (h["pixdim"][1] * i, h["pixdim"][2] * j, qfac * h["pixdim"][3] * k)
-    return tuple(sum(r[row][n] * v[n] for n in range(3)) + h["qoffset"][row] for row in range(3))
+def lps_geometry_as_ras_affine(label_map):
+    """segments.json's LPS geometry as the 4x4 voxel -> RAS affine NIfTI must carry: the LPS
+    affine (direction columns times spacing, then the origin) with rows x and y negated."""
+    d, sp, o = label_map["direction"], label_map["spacing_mm"], label_map["origin_lps_mm"]
+    affine = numpy.zeros((4, 4))
+    for r in range(3):
+        sign = -1.0 if r < 2 else 1.0
+        for c in range(3):
+            affine[r][c] = sign * d[3 * r + c] * sp[c]
+        affine[r][3] = sign * o[r]
+    affine[3][3] = 1.0
+    return affine
 
 
 def read_nrrd(path):
@@ -174,22 +159,27 @@ class RunCliTest(SegnodeTestCase):
 
     PROBES = ((0, 0), (1, 0), (0, 1), (17, 11), (-1, 0), (0, -1), (-1, -1))
 
-    def nifti_slice_order(self, h, source):
+    def nifti_slice_order(self, img, source):
         """Checks that every output slice k is one of the source slices, that the sform and the
-        qform put voxel (i, j, k) where the DICOM formula puts it (RAS = -x, -y, z of LPS), and
-        returns the source slice index of each k (spatial order, either direction)."""
+        qform (as nibabel reads them) put voxel (i, j, k) where the DICOM formula puts it
+        (RAS = -x, -y, z of LPS), and returns the source slice index of each k (spatial order,
+        either direction)."""
+        sform, sform_code = img.get_sform(coded=True)
+        qform, qform_code = img.get_qform(coded=True)
+        self.assertGreater(int(sform_code), 0, "sform set")
+        self.assertGreater(int(qform_code), 0, "qform set")
         n_slices = len(source.slices)
         order = []
         for k in range(n_slices):
-            ras = nifti_sform(h, 0, 0, k)
+            ras = affine_position(sform, 0, 0, k)
             n = source.slice_at((-ras[0], -ras[1], ras[2]), tolerance=1e-3)
             order.append(n)
             for i, j in self.PROBES:
                 i, j = i % source.cols, j % source.rows
                 lps = source.position(n, i, j)
                 expected = (-lps[0], -lps[1], lps[2])
-                for form, got in (("sform", nifti_sform(h, i, j, k)),
-                                  ("qform", nifti_qform(h, i, j, k))):
+                for form, got in (("sform", affine_position(sform, i, j, k)),
+                                  ("qform", affine_position(qform, i, j, k))):
                     for a, b in zip(got, expected):
                         self.assertAlmostEqual(a, b, delta=1e-3,
                                                msg=f"{form} of voxel {(i, j, k)}")
@@ -216,6 +206,25 @@ class RunCliTest(SegnodeTestCase):
                       "slices in spatial order")
         return order
 
+    def check_nifti_header(self, img, dims, spacing):
+        """What nibabel reports of a label map header: NIfTI-1, uint8, mm, dims and spacing."""
+        self.assertIsInstance(img, nibabel.Nifti1Image)
+        self.assertEqual(img.get_data_dtype(), numpy.uint8)
+        self.assertEqual(img.header.get_xyzt_units()[0], "mm")
+        self.assertEqual(img.shape, dims)
+        for got, expected in zip(img.header.get_zooms(), spacing):
+            self.assertAlmostEqual(float(got), expected, places=5)
+        self.assertIn(float(img.header["pixdim"][0]), (-1.0, 1.0))  # qfac
+
+    def check_nifti_affine(self, img, out):
+        """nibabel's RAS affine (and the qform) equal the LPS geometry that segments.json
+        records, with x and y negated."""
+        manifest = json.loads((out / "segments.json").read_text())
+        expected = lps_geometry_as_ras_affine(manifest["label_map"])
+        for name, affine in (("affine", img.affine), ("qform", img.get_qform())):
+            self.assertTrue(numpy.allclose(affine, expected, atol=1e-4),
+                            f"{name}:\n{affine}\nexpected:\n{expected}")
+
     def check_body_outputs(self, out, source, labels, order, fmt, voxel_ml, proc):
         """What both formats share: summary, segments.json, voxels against the truth."""
         truth = source.body_truth(order)
@@ -235,7 +244,8 @@ class RunCliTest(SegnodeTestCase):
         self.assertEqual(manifest["algorithm"]["name"], "body")
         self.assertEqual(manifest["algorithm"]["version"], "1.0.0")
         self.assertEqual(manifest["label_map"]["file"],
-                         {"nifti": "labels.nii", "nrrd": "labels.nrrd"}[fmt])
+                         {"nifti": "labels.nii", "nifti_gz": "labels.nii.gz",
+                          "nrrd": "labels.nrrd"}[fmt])
         self.assertEqual(manifest["label_map"]["format"], fmt)
         self.assertEqual(manifest["label_map"]["dims"], [source.cols, source.rows,
                                                          len(source.slices)])
@@ -263,21 +273,13 @@ class RunCliTest(SegnodeTestCase):
         self.assertProcOk(proc, "segnode run --format nifti")
         self.assertEqual(sorted(p.name for p in out.iterdir()), ["labels.nii", "segments.json"])
 
-        h, labels = read_nifti(out / "labels.nii")
-        self.assertEqual(h["sizeof_hdr"], 348)
-        self.assertEqual(h["magic"], b"n+1\0")
-        self.assertEqual(h["vox_offset"], 352.0)
-        self.assertEqual((h["datatype"], h["bitpix"]), (2, 8))  # uint8
-        self.assertEqual(h["xyzt_units"], 2)  # mm
-        self.assertEqual((h["qform_code"], h["sform_code"]), (1, 1))
-        self.assertEqual(h["dim"][:4], (3, source.cols, source.rows, 20))
-        self.assertAlmostEqual(h["pixdim"][1], source.col_spacing, places=5)
-        self.assertAlmostEqual(h["pixdim"][2], source.row_spacing, places=5)
-        self.assertAlmostEqual(h["pixdim"][3], 2.5, places=5)
-        self.assertEqual(abs(h["pixdim"][0]), 1.0)  # qfac
-        self.assertIn("body", h["descrip"])
+        img, labels = read_nifti(out / "labels.nii")
+        self.check_nifti_header(img, (source.cols, source.rows, 20),
+                                (source.col_spacing, source.row_spacing, 2.5))
+        self.assertIn("body", img.header["descrip"].item().decode())
 
-        order = self.nifti_slice_order(h, source)
+        order = self.nifti_slice_order(img, source)
+        self.check_nifti_affine(img, out)
 
         voxel_ml = source.col_spacing * source.row_spacing * 2.5 / 1000.0
         manifest = self.check_body_outputs(out, source, labels, order, "nifti", voxel_ml, proc)
@@ -299,7 +301,7 @@ class RunCliTest(SegnodeTestCase):
 
         fields, labels = read_nrrd(out / "labels.nrrd")
         self.assertEqual(fields["magic"], "NRRD0004")
-        self.assertEqual(fields["type"], "uint8")
+        self.assertIn(fields["type"], ("uint8", "uchar", "unsigned char", "uint8_t"))
         self.assertEqual(fields["dimension"], "3")
         self.assertEqual(fields["encoding"], "raw")
         self.assertEqual(fields["space"], "left-posterior-superior")
@@ -310,6 +312,24 @@ class RunCliTest(SegnodeTestCase):
         manifest = self.check_body_outputs(out, source, labels, order, "nrrd", voxel_ml, proc)
         self.assertEqual(manifest["algorithm"]["settings"]["min_component_mm3"], 10.0)
         self.assertIs(manifest["algorithm"]["settings"]["fill_holes"], True)
+
+    def test_body_nifti_gz_oblique_feet_first(self):
+        info = self.series(rows=48, cols=40, slices=12, orientation="oblique", feet_first=True)
+        source = SourceSeries(info["files"])
+        out = self.tmp / "out"
+        proc = self.run_segnode("--algorithm", "body", "--input", self.tmp / "series",
+                                "--output", out, "--format", "nifti_gz")
+        self.assertProcOk(proc, "segnode run --format nifti_gz")
+        self.assertEqual(sorted(p.name for p in out.iterdir()),
+                         ["labels.nii.gz", "segments.json"])
+        self.assertEqual((out / "labels.nii.gz").read_bytes()[:2], b"\x1f\x8b", "gzip")
+        img, labels = read_nifti(out / "labels.nii.gz")
+        self.check_nifti_header(img, (40, 48, 12), (source.col_spacing, source.row_spacing, 2.5))
+        self.assertIn("body", img.header["descrip"].item().decode())
+        order = self.nifti_slice_order(img, source)
+        self.check_nifti_affine(img, out)
+        voxel_ml = source.col_spacing * source.row_spacing * 2.5 / 1000.0
+        self.check_body_outputs(out, source, labels, order, "nifti_gz", voxel_ml, proc)
 
     def check_threshold(self, orientation, fmt, feet_first=False):
         """`threshold` (HU >= -500, no post-processing) on a non-axial series: every voxel of
@@ -322,9 +342,11 @@ class RunCliTest(SegnodeTestCase):
                                 "--format", fmt)
         self.assertProcOk(proc, f"segnode run threshold --format {fmt}")
         if fmt == "nifti":
-            h, labels = read_nifti(out / "labels.nii")
-            self.assertEqual(h["dim"][:4], (3, 32, 24, 10))
-            order = self.nifti_slice_order(h, source)
+            img, labels = read_nifti(out / "labels.nii")
+            self.check_nifti_header(img, (32, 24, 10),
+                                    (source.col_spacing, source.row_spacing, 2.5))
+            order = self.nifti_slice_order(img, source)
+            self.check_nifti_affine(img, out)
         else:
             fields, labels = read_nrrd(out / "labels.nrrd")
             self.assertEqual(fields["sizes"], "32 24 10")
@@ -419,7 +441,8 @@ class RunCliTest(SegnodeTestCase):
         self.assertUsageError(proc, str(self.tmp / "missing"))
         proc = self.run_segnode("--algorithm", "body", "--input", series, "--output", out,
                                 "--format", "png")
-        self.assertUsageError(proc, "png", "nifti", "nrrd", "seg", "rtstruct", "both")
+        self.assertUsageError(proc, "png", "nifti", "nifti_gz", "nrrd", "seg", "rtstruct",
+                              "both")
         self.assertUsageError(self.run_segnode("--algorithm", "body", "--input", series),
                               "--output")
         self.assertUsageError(self.run_segnode("--input", series, "--output", out),
