@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <dirent.h>
-#include <fstream>
 
 namespace segnode::pipeline {
 namespace {
@@ -165,7 +164,26 @@ struct ChildError {
     child_fail(error_fd, ChildStep::Exec);
 }
 
-/// Process ids whose process group is `pgid`, with their resident memory.
+/// Reads a small /proc file into `buffer` (NUL-terminated); false when it is gone.
+bool read_proc_file(const char* path, std::array<char, 512>& buffer) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    ssize_t n = 0;
+    do {
+        n = ::read(fd, buffer.data(), buffer.size() - 1);
+    } while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buffer[static_cast<std::size_t>(n)] = '\0';
+    return true;
+}
+
+/// The resident memory summed over the processes of group `pgid` (from /proc/<pid>/stat and
+/// statm); `others_alive`: a process of the group other than `leader` is still running.
 std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
     others_alive = false;
     std::uint64_t total = 0;
@@ -174,28 +192,23 @@ std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
         return 0;
     }
     static const long page = ::sysconf(_SC_PAGESIZE);
+    std::array<char, 512> buffer{};
+    std::array<char, 300> path{}; // "/proc/" + d_name (at most 255) + "/statm"
     while (const dirent* entry = ::readdir(proc)) {
         const char* name = entry->d_name;
         if (name[0] < '0' || name[0] > '9') {
             continue;
         }
-        const std::string dir = std::string("/proc/") + name;
-        std::string stat;
-        {
-            std::ifstream in(dir + "/stat");
-            if (!in || !std::getline(in, stat)) {
-                continue; // gone meanwhile
-            }
+        std::snprintf(path.data(), path.size(), "/proc/%s/stat", name);
+        if (!read_proc_file(path.data(), buffer)) {
+            continue; // gone meanwhile
         }
         // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        const auto close = stat.rfind(')');
-        if (close == std::string::npos || close + 2 >= stat.size()) {
-            continue;
-        }
+        const char* close = std::strrchr(buffer.data(), ')');
         char state = 0;
         long ppid = 0;
         long pgrp = 0;
-        if (std::sscanf(stat.c_str() + close + 2, "%c %ld %ld", &state, &ppid, &pgrp) != 3 ||
+        if (close == nullptr || std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3 ||
             pgrp != pgid) {
             continue;
         }
@@ -203,10 +216,11 @@ std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
         if (pid != leader && state != 'Z' && state != 'X') {
             others_alive = true;
         }
-        std::ifstream statm(dir + "/statm");
-        std::uint64_t size = 0;
-        std::uint64_t resident = 0;
-        if (statm >> size >> resident) {
+        std::snprintf(path.data(), path.size(), "/proc/%s/statm", name);
+        unsigned long long size = 0;
+        unsigned long long resident = 0;
+        if (read_proc_file(path.data(), buffer) &&
+            std::sscanf(buffer.data(), "%llu %llu", &size, &resident) == 2) {
             total += resident * static_cast<std::uint64_t>(page > 0 ? page : 4096);
         }
     }
@@ -403,6 +417,10 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
         return result;
     };
 
+    if (stop.stop_requested()) {
+        result.end = ProcessEnd::Stopped;
+        return result;
+    }
     // Resolve the program before forking, so that "not found" is a clear error.
     if (spec.argv.empty() || spec.argv[0].empty()) {
         return start_failed("no program given");
