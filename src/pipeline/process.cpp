@@ -326,6 +326,7 @@ public:
     ~Child() {
         if (m_pid > 0) {
             ::kill(-m_pid, SIGKILL);
+            ::kill(m_pid, SIGKILL);
             int status = 0;
             while (::waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
             }
@@ -542,13 +543,19 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
     auto last_tick = Clock::time_point{};
     std::array<char, 64 * 1024> buffer{};
 
+    // The group, and the leader itself should it have left the group (it is not reaped yet,
+    // so its pid cannot name another process).
+    auto signal_all = [pid](int sig) {
+        ::kill(-pid, sig);
+        ::kill(pid, sig);
+    };
     auto stop_group = [&](ProcessEnd why) {
         if (stopped_for) {
             return;
         }
         stopped_for = why;
         term_sent = Clock::now();
-        ::kill(-pid, SIGTERM);
+        signal_all(SIGTERM);
     };
 
     for (;;) {
@@ -583,7 +590,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
                 stop_group(ProcessEnd::MemoryExceeded);
             }
             if (term_sent && !kill_sent && now - *term_sent >= spec.kill_grace) {
-                ::kill(-pid, SIGKILL);
+                signal_all(SIGKILL);
                 kill_sent = true;
             }
         }
@@ -608,7 +615,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
             if (errno == EINTR) {
                 continue;
             }
-            ::kill(-pid, SIGKILL);
+            signal_all(SIGKILL);
             break; // cannot supervise any more; the group is killed and reaped below
         }
         for (nfds_t i = 0; i < count; ++i) {
@@ -629,7 +636,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
 
     // The leader has exited (or supervision broke off): clear the group and reap.
     if (!child.exited()) {
-        ::kill(-pid, SIGKILL);
+        signal_all(SIGKILL);
     } else {
         bool others = false;
         group_rss(pid, others, pid);

@@ -202,6 +202,17 @@ TEST(Process, StopTokenFromAnotherThreadStopsQuickly) {
     EXPECT_LT(took, 1s);
 }
 
+TEST(Process, StopRequestedBeforeTheStartStartsNothing) {
+    std::stop_source source;
+    source.request_stop();
+    TempDir dir;
+    const auto marker = dir.path() / "ran";
+    const ProcessResult r =
+        pipeline::run_process(shell("touch '" + marker.string() + "'"), source.get_token());
+    EXPECT_EQ(r.end, ProcessEnd::Stopped);
+    EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
 TEST(Process, MemoryLimitStopsTheGroup) {
     ProcessSpec spec;
     spec.argv = {"python3", "-c",
@@ -243,6 +254,37 @@ TEST(Process, LargeOutputIsCappedCountedAndTailed) {
     EXPECT_EQ(r.stdout_tail.substr(r.stdout_tail.size() - 8), "the end\n");
     EXPECT_EQ(r.last_lines(1), "the end");
     EXPECT_LT(own_rss_kib(), rss_before + 20 * 1024); // nothing like 50 MB was held
+}
+
+TEST(Process, TheOutputCapCoversBothStreams) {
+    auto spec = shell("echo 123456789; echo abcdefghi >&2; sleep 0.1; echo 123456789; "
+                      "echo late >&2; exit 3");
+    spec.output_cap_bytes = 25; // two lines of 10 bytes fit, the third does not
+    Lines lines;
+    lines.attach(spec);
+    const ProcessResult r = pipeline::run_process(spec);
+    EXPECT_EQ(r.exit_code, 3);
+    ASSERT_EQ(lines.lines.size(), 3U);
+    EXPECT_EQ(lines.lines[2].first, "[output beyond 25 bytes not logged; tail kept]");
+    EXPECT_EQ(r.stdout_tail, "123456789\n123456789\n");
+    EXPECT_EQ(r.stderr_tail, "abcdefghi\nlate\n");
+    EXPECT_EQ(r.last_lines(1), "late");
+}
+
+TEST(Process, LastLinesSkipTheCutFirstLineOfATail) {
+    ProcessResult r;
+    r.stderr_tail = "end of a long line\nsecond\nthird\n";
+    r.stderr_bytes = 1000; // the tail starts inside a line
+    EXPECT_EQ(r.last_lines(10), "second\nthird");
+    r.stderr_bytes = r.stderr_tail.size();
+    EXPECT_EQ(r.last_lines(10), "end of a long line\nsecond\nthird");
+    r.end = ProcessEnd::MemoryExceeded;
+    r.peak_rss_bytes = 612ULL << 20U;
+    r.memory_limit_bytes = 512ULL << 20U;
+    EXPECT_EQ(r.describe(), "exceeded the memory limit (612 MB > 512 MB)");
+    r.end = ProcessEnd::TimedOut;
+    r.timeout = std::chrono::seconds(5);
+    EXPECT_EQ(r.describe(), "timed out after 5 s");
 }
 
 TEST(Process, EnvironmentIsExactlyTheGivenOne) {
