@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "job_work.hpp"
@@ -265,6 +267,51 @@ TEST_F(JobRunnerTest, AnExceptionInAWorkerFailsTheJobAndTheRunnerGoesOn) {
     ASSERT_TRUE(eventually([&] { return job_in(next, store::JobState::Running); }));
     runner.stop();
     EXPECT_EQ(job(next).state, store::JobState::Queued);
+}
+
+TEST_F(JobRunnerTest, RetentionDoesNotHoldUpTheDispatcher) {
+    m_config.retention.keep_hours = 1;
+    const auto series = store_series();
+    const std::int64_t now = now_ms();
+    // Finished two hours ago: the retention run at the first tick purges it.
+    const auto old = queue_job(series, "body");
+    // A send whose retry is due half a second after the start: dispatched at a later tick.
+    const auto sending = queue_job(series, "body");
+    {
+        auto db = m_pool.acquire();
+        store::JobRepo repo(*db);
+        ASSERT_TRUE(repo.transition(old, store::JobState::Queued, store::JobState::Cancelled,
+                                    now - 2 * 3600 * 1000));
+        ASSERT_TRUE(repo.transition(sending, store::JobState::Queued, store::JobState::Running,
+                                    now));
+        store::JobOutput out;
+        out.job_id = sending;
+        out.kind = "seg";
+        out.relpath = "jobs/" + std::to_string(sending) + "/seg.dcm"; // never written
+        out.sop_class_uid = "1.2.840.10008.5.1.4.1.1.66.4";
+        out.sop_instance_uid = "1.2.3.4";
+        out.series_uid = "1.2.3";
+        repo.put_output(out);
+        ASSERT_TRUE(repo.transition(sending, store::JobState::Running, store::JobState::Sending,
+                                    now));
+        repo.record_send_attempt(sending, now, now + 500, "test: retry later");
+    }
+    const auto log_file = m_workdir.jobs_dir() / std::to_string(sending) / "job.log";
+    auto log_has_attempt = [&] {
+        std::ifstream in(log_file);
+        const std::string text((std::istreambuf_iterator<char>(in)), {});
+        return text.find("send attempt 2") != std::string::npos;
+    };
+    pipeline::JobRunner runner(m_config, m_workdir, m_pool, m_registry);
+    {
+        // Retention waits for the write lock (to mark the job purged); the dispatcher must
+        // still dispatch the send when it is due.
+        auto lock = m_pool.write_lock();
+        runner.start();
+        EXPECT_TRUE(eventually(log_has_attempt, std::chrono::seconds(5)));
+    }
+    ASSERT_TRUE(eventually([&] { return job(old).purged_at.has_value(); }));
+    runner.stop();
 }
 
 TEST(SendRetry, DelayDoublesUpToTheCap) {
