@@ -447,8 +447,12 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
                                 : "'" + name + "' does not exist");
     }
 
-    // Everything the child needs is built before fork(): it must not allocate.
-    const std::string program_text = program->string();
+    // Everything the child needs is built before fork(): it must not allocate. A relative
+    // program path was checked against the caller's directory; the child changes to
+    // spec.cwd before execve, so it gets the absolute path.
+    std::error_code abs_ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(*program, abs_ec);
+    const std::string program_text = abs_ec ? program->string() : absolute.string();
     std::vector<std::string> env_text;
     env_text.reserve(spec.env.size());
     for (const auto& [key, value] : spec.env) {

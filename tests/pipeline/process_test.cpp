@@ -317,6 +317,29 @@ TEST(Process, WorkingDirectoryAndStdinFromDevNull) {
     EXPECT_EQ(lines.lines[1].first, "end");
 }
 
+TEST(Process, ARelativeProgramPathIsTheCallersNotTheChildDirectorys) {
+    TempDir dir;
+    std::filesystem::create_directory(dir.path() / "bin");
+    std::filesystem::create_directory(dir.path() / "work");
+    const auto script = dir.path() / "bin" / "model.sh";
+    std::ofstream(script) << "#!/bin/sh\necho model ran in $(pwd)\n";
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    const auto previous = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());
+    ProcessSpec spec;
+    spec.argv = {"bin/model.sh"};
+    spec.env = k_env;
+    spec.cwd = dir.path() / "work";
+    Lines lines;
+    lines.attach(spec);
+    const ProcessResult r = pipeline::run_process(spec);
+    std::filesystem::current_path(previous);
+    EXPECT_TRUE(r.success()) << r.describe();
+    ASSERT_EQ(lines.lines.size(), 1U);
+    EXPECT_EQ(lines.lines[0].first,
+              "model ran in " + std::filesystem::canonical(dir.path() / "work").string());
+}
+
 TEST(Process, MissingProgramIsAStartError) {
     ProcessSpec spec;
     spec.argv = {"segnode-no-such-program", "x"};
