@@ -162,6 +162,35 @@ TEST(Process, IgnoredSigtermIsFollowedBySigkillAfterTheGrace) {
     EXPECT_LT(took, 3s);
 }
 
+TEST(Process, TheChildGetsDefaultSignalsWhateverTheCallerBlocksOrIgnores) {
+    // The node blocks SIGTERM in all threads and ignores SIGPIPE; the program must not
+    // inherit either.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    struct sigaction previous {};
+    ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &previous), 0);
+    ProcessResult piped;
+    ProcessResult timed_out;
+    std::thread runner([&] {
+        sigset_t block;
+        sigemptyset(&block);
+        sigaddset(&block, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &block, nullptr);
+        piped = pipeline::run_process(shell("kill -PIPE $$; exit 0"));
+        auto spec = shell("sleep 30");
+        spec.timeout = 200ms;
+        spec.kill_grace = 5000ms;
+        timed_out = pipeline::run_process(spec);
+    });
+    runner.join();
+    ::sigaction(SIGPIPE, &previous, nullptr);
+    EXPECT_EQ(piped.end, ProcessEnd::Signaled);
+    EXPECT_EQ(piped.term_signal, SIGPIPE);
+    EXPECT_EQ(timed_out.end, ProcessEnd::TimedOut);
+    EXPECT_EQ(timed_out.term_signal, SIGTERM); // not SIGKILL after the grace
+    EXPECT_LT(timed_out.seconds, 2.0);
+}
+
 TEST(Process, GrandchildrenAreStoppedWithTheGroup) {
     Lines lines;
     auto spec = shell("sleep 1000 & echo $!; sleep 1000");
