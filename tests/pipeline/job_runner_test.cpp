@@ -314,6 +314,25 @@ TEST_F(JobRunnerTest, RetentionDoesNotHoldUpTheDispatcher) {
     runner.stop();
 }
 
+TEST_F(JobRunnerTest, NextRunnableSkipsQueuedJobsOfAlgorithmsAtCapacityOnly) {
+    const auto series = store_series();
+    const auto queued_full = queue_job(series, "one-at-a-time");
+    const auto sending_full = queue_job(series, "one-at-a-time");
+    const auto queued_other = queue_job(series, "body");
+    auto db = m_pool.acquire();
+    store::JobRepo repo(*db);
+    const std::int64_t now = now_ms();
+    ASSERT_TRUE(repo.transition(sending_full, store::JobState::Queued, store::JobState::Running,
+                                now));
+    ASSERT_TRUE(repo.transition(sending_full, store::JobState::Running,
+                                store::JobState::Sending, now));
+    EXPECT_EQ(repo.next_runnable(now, {})->id, queued_full);
+    // A send runs no algorithm: never held back by max_parallel.
+    EXPECT_EQ(repo.next_runnable(now, {}, {"one-at-a-time"})->id, sending_full);
+    EXPECT_EQ(repo.next_runnable(now, {sending_full}, {"one-at-a-time"})->id, queued_other);
+    EXPECT_FALSE(repo.next_runnable(now, {sending_full, queued_other}, {"one-at-a-time"}));
+}
+
 TEST(SendRetry, DelayDoublesUpToTheCap) {
     SendConfig send;
     send.initial_delay_s = 2;
