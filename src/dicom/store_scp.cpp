@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <spdlog/spdlog.h>
+#include <memory>
 #include <thread>
 
 #include "dcmtk/config/osconfig.h"
@@ -133,6 +134,18 @@ public:
     void report_end() {
         if (m_accepted) {
             m_handler.association_ended(m_info, m_stored, m_refused, m_outcome, m_detail);
+        }
+    }
+
+    /// After an exception out of run(): sends A-ABORT if the association is still up (the
+    /// base class's destructor drops and frees it) and records the end as aborted.
+    void abort_after_error(const std::string& what) {
+        m_outcome = "aborted";
+        m_detail = "internal error: " + what;
+        if (isConnected()) {
+            if (OFCondition c = abortAssociation(); c.bad()) {
+                spdlog::debug("sending A-ABORT failed: {}", c.text());
+            }
         }
     }
 
@@ -438,6 +451,62 @@ private:
     unsigned long m_written_back = 0;
 };
 
+/// The body of an association's thread.
+void run_association(const ScpOptions& options, ReceiveHandler& handler,
+                     const DcmSharedSCPConfig& shared, T_ASC_Association* assoc,
+                     const AssociationInfo& info) noexcept {
+    // Nothing may escape an association's thread (std::terminate would end the node): an
+    // exception is logged and the association aborted.
+    std::unique_ptr<StoreWorker> worker;
+    bool handed_over = false; // run() owns the association from its first line on
+    auto log_error = [&info](const char* what) noexcept {
+        try {
+            spdlog::error("association from {} ({} -> {}): internal error: {}; aborted",
+                          info.peer_address, info.calling_ae, info.called_ae, what);
+        } catch (...) { // NOLINT(bugprone-empty-catch): logging itself failed
+        }
+    };
+    auto on_error = [&](const char* what) noexcept {
+        log_error(what);
+        try {
+            if (handed_over && worker) {
+                worker->abort_after_error(what);
+                worker->report_end();
+            } else if (!handed_over) {
+                ASC_abortAssociation(assoc);
+                ASC_dropAssociation(assoc);
+                ASC_destroyAssociation(&assoc);
+            }
+        } catch (const std::exception& e) {
+            log_error(e.what());
+        } catch (...) {
+            log_error("unknown exception while aborting");
+        }
+    };
+    try {
+        worker = std::make_unique<StoreWorker>(options, handler, info);
+        if (OFCondition c = worker->setSharedConfig(shared); c.bad()) {
+            spdlog::error("association from {}: SCP configuration refused: {}",
+                          info.peer_address, c.text());
+        }
+        handed_over = true;
+        if (OFCondition c = worker->run(assoc); c.bad()) {
+            spdlog::warn("association from {} ({}) ended with an error: {}", info.peer_address,
+                         info.calling_ae, c.text());
+        }
+        worker->report_end();
+    } catch (const std::exception& e) {
+        on_error(e.what());
+    } catch (...) {
+        on_error("unknown exception");
+    }
+    try {
+        worker.reset();
+    } catch (...) {
+        log_error("exception while freeing the association");
+    }
+}
+
 } // namespace
 
 struct StoreScpServer::Network {
@@ -601,18 +670,7 @@ void StoreScpServer::run() {
         }
         try {
             std::thread([this, assoc, info]() mutable {
-                {
-                    StoreWorker worker(m_options, m_handler, info);
-                    if (OFCondition c = worker.setSharedConfig(m_network->shared); c.bad()) {
-                        spdlog::error("association from {}: SCP configuration refused: {}",
-                                      info.peer_address, c.text());
-                    }
-                    if (OFCondition c = worker.run(assoc); c.bad()) {
-                        spdlog::warn("association from {} ({}) ended with an error: {}",
-                                     info.peer_address, info.calling_ae, c.text());
-                    }
-                    worker.report_end();
-                }
+                run_association(m_options, m_handler, m_network->shared, assoc, info);
                 worker_finished();
             }).detach();
         } catch (const std::system_error& e) {

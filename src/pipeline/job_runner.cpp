@@ -6,7 +6,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <atomic>
 #include <map>
+#include <string>
 #include <spdlog/spdlog.h>
 #include <thread>
 
@@ -24,7 +26,9 @@ namespace asio = boost::asio;
 struct JobRunner::Impl {
     struct Active {
         bool processing = false; ///< true: running (process_job); false: sending
+        std::string algorithm;
         std::int64_t started_ms = 0;
+        std::int64_t timeout_ms = 0; ///< jobs.timeout_s + the algorithm's timeout_s
         std::stop_source stop;
         std::shared_ptr<std::atomic<StopReason>> reason =
             std::make_shared<std::atomic<StopReason>>(StopReason::None);
@@ -44,6 +48,9 @@ struct JobRunner::Impl {
     std::map<std::int64_t, Active> active;
     bool stopping = false;
     std::int64_t next_retention_ms = 0;
+    /// Retention runs here, off the dispatcher (file removal can take long), one at a time.
+    std::thread retention;
+    std::atomic<bool> retention_busy{false};
 
     void schedule(std::chrono::milliseconds delay) {
         timer.expires_after(delay);
@@ -63,6 +70,8 @@ struct JobRunner::Impl {
             retention_if_due();
         } catch (const std::exception& e) {
             spdlog::error("job dispatcher: {}", e.what());
+        } catch (...) {
+            spdlog::error("job dispatcher: unknown exception");
         }
         const std::lock_guard lock(mutex);
         if (!stopping) {
@@ -130,9 +139,30 @@ struct JobRunner::Impl {
         if (r.keep_hours == 0 || now < next_retention_ms) {
             return;
         }
+        if (retention_busy.load()) {
+            return; // the previous run is still removing files: checked again next tick
+        }
+        if (retention.joinable()) {
+            retention.join(); // finished: retention_busy is false
+        }
         next_retention_ms = now + static_cast<std::int64_t>(r.check_interval_s) * 1000;
-        run_retention(context.workdir, context.pool,
-                      now - static_cast<std::int64_t>(r.keep_hours) * 3600 * 1000, now);
+        const std::int64_t cutoff = now - static_cast<std::int64_t>(r.keep_hours) * 3600 * 1000;
+        retention_busy.store(true);
+        try {
+            retention = std::thread([this, cutoff, now] {
+                try {
+                    run_retention(context.workdir, context.pool, cutoff, now);
+                } catch (const std::exception& e) {
+                    spdlog::error("retention: {}", e.what());
+                } catch (...) {
+                    spdlog::error("retention: unknown exception");
+                }
+                retention_busy.store(false);
+            });
+        } catch (const std::system_error& e) {
+            retention_busy.store(false);
+            spdlog::error("retention: cannot start its thread: {}", e.what());
+        }
     }
 
     /// Timeouts and operator cancellation of running jobs.
@@ -143,8 +173,6 @@ struct JobRunner::Impl {
             cancel = store::JobRepo(*db).cancel_requested_running();
         }
         const std::int64_t now = now_ms();
-        const std::int64_t timeout_ms =
-            static_cast<std::int64_t>(context.config.jobs.timeout_s) * 1000;
         const std::lock_guard lock(mutex);
         for (auto& [id, a] : active) {
             if (!a.processing || a.stop.stop_requested()) {
@@ -153,16 +181,36 @@ struct JobRunner::Impl {
             if (std::find(cancel.begin(), cancel.end(), id) != cancel.end()) {
                 a.reason->store(StopReason::Cancelled);
                 a.stop.request_stop();
-            } else if (now - a.started_ms > timeout_ms) {
+            } else if (now - a.started_ms > a.timeout_ms) {
                 a.reason->store(StopReason::Timeout);
                 a.stop.request_stop();
             }
         }
     }
 
+    /// Names of the algorithms whose max_parallel runs are all in progress. Under `mutex`.
+    std::vector<std::string> algorithms_at_capacity() const {
+        std::map<std::string, unsigned> running;
+        for (const auto& [id, a] : active) {
+            if (a.processing) {
+                running[a.algorithm] += 1;
+            }
+        }
+        std::vector<std::string> full;
+        for (const auto& [name, n] : running) {
+            const algorithms::Algorithm* algo = context.registry.find(name);
+            if (algo != nullptr && algo->info().max_parallel > 0 &&
+                n >= algo->info().max_parallel) {
+                full.push_back(name);
+            }
+        }
+        return full;
+    }
+
     void dispatch() {
         for (;;) {
             std::vector<std::int64_t> busy;
+            std::vector<std::string> full;
             {
                 const std::lock_guard lock(mutex);
                 if (stopping || active.size() >= context.config.jobs.workers) {
@@ -171,11 +219,12 @@ struct JobRunner::Impl {
                 for (const auto& [id, a] : active) {
                     busy.push_back(id);
                 }
+                full = algorithms_at_capacity();
             }
             auto db = context.pool.acquire();
             store::JobRepo repo(*db);
             const std::int64_t now = now_ms();
-            auto job = repo.next_runnable(now, busy);
+            auto job = repo.next_runnable(now, busy, full);
             if (!job) {
                 return;
             }
@@ -190,26 +239,102 @@ struct JobRunner::Impl {
             }
             Active a;
             a.processing = processing;
+            a.algorithm = job->spec.algorithm;
             a.started_ms = now;
+            a.timeout_ms = job_timeout_s(context, job->spec.algorithm) * 1000;
             std::stop_token token = a.stop.get_token();
             std::shared_ptr<std::atomic<StopReason>> reason = a.reason;
+            bool put_back = false;
             {
+                // stop() may have begun since the check above; it only stops the jobs it
+                // finds in `active`, so a job claimed meanwhile must not start.
                 const std::lock_guard lock(mutex);
-                active.emplace(job->id, std::move(a));
+                if (stopping) {
+                    put_back = true;
+                } else {
+                    active.emplace(job->id, std::move(a));
+                }
+            }
+            if (put_back) {
+                if (processing) {
+                    auto lock = context.pool.write_lock();
+                    repo.transition(job->id, store::JobState::Running, store::JobState::Queued,
+                                    now_ms(), "not started: shutting down");
+                }
+                return;
             }
             asio::post(workers, [this, row = *job, processing, token, reason] {
-                if (processing) {
-                    process_job(context, row, token, *reason);
-                } else {
-                    send_job(context, row.id);
-                }
-                {
-                    const std::lock_guard lock(mutex);
-                    active.erase(row.id);
-                }
-                // A slot is free: look for more work now rather than at the next poll.
-                asio::post(io, [this] { wake_now(); });
+                run_work(row, processing, token, *reason);
             });
+        }
+    }
+
+    /// The posted work of one job. Nothing escapes it: an exception (also one from recording
+    /// a failure in the database) is logged and, for a processing run, recorded as the job's
+    /// failure where possible; the job always leaves `active` and the dispatcher is woken.
+    void run_work(const store::JobRow& row, bool processing, std::stop_token token,
+                  const std::atomic<StopReason>& reason) noexcept {
+        struct Done {
+            Done(Impl& impl, std::int64_t id) : m_impl(impl), m_id(id) {}
+            Done(const Done&) = delete;
+            Done& operator=(const Done&) = delete;
+            ~Done() { m_impl.work_done(m_id); }
+            Impl& m_impl;
+            std::int64_t m_id;
+        } done(*this, row.id);
+        try {
+            if (processing) {
+                process_job(context, row, std::move(token), reason);
+            } else {
+                send_job(context, row.id);
+            }
+        } catch (const std::exception& e) {
+            work_failed(row, processing, e.what());
+        } catch (...) {
+            work_failed(row, processing, "unknown exception");
+        }
+    }
+
+    void work_failed(const store::JobRow& row, bool processing, const char* what) noexcept {
+        try {
+            spdlog::error("job {}: internal error: {}", row.id, what);
+            auto db = context.pool.acquire();
+            auto lock = context.pool.write_lock();
+            store::JobRepo repo(*db);
+            const std::int64_t now = now_ms();
+            if (processing) {
+                repo.transition(row.id, store::JobState::Running, store::JobState::Failed, now,
+                                {}, std::string("internal error: ") + what);
+            } else {
+                // Counted as a failed attempt with its delay, so it neither spins nor retries
+                // for ever.
+                const auto current = repo.find(row.id);
+                if (current && current->state == store::JobState::Sending) {
+                    repo.record_send_attempt(
+                        row.id, now,
+                        now + retry_delay_ms(context.config.send, current->send_attempts + 1),
+                        std::string("internal error: ") + what);
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("job {}: cannot record the internal error: {}", row.id, e.what());
+        } catch (...) {
+            spdlog::error("job {}: cannot record the internal error", row.id);
+        }
+    }
+
+    void work_done(std::int64_t id) noexcept {
+        try {
+            {
+                const std::lock_guard lock(mutex);
+                active.erase(id);
+            }
+            // A slot is free: look for more work now rather than at the next poll.
+            asio::post(io, [this] { wake_now(); });
+        } catch (const std::exception& e) {
+            spdlog::error("job {}: cannot release its worker slot: {}", id, e.what());
+        } catch (...) {
+            spdlog::error("job {}: cannot release its worker slot", id);
         }
     }
 
@@ -263,12 +388,17 @@ void JobRunner::stop() {
             }
         }
     }
-    asio::post(m_impl->io, [this] { m_impl->timer.cancel(); });
-    // Workers finish their current step (a stopped algorithm returns quickly; a send in
-    // progress completes or times out), then the dispatcher ends.
-    m_impl->workers.join();
+    // First no more dispatching: the dispatcher finishes the handler it is in (a job it claims
+    // from now on sees `stopping` and goes back to queued) and ends. Wake-ups posted by the
+    // workers from now on are dropped with the io_context.
     m_impl->io.stop();
     m_impl->dispatcher.join();
+    if (m_impl->retention.joinable()) {
+        m_impl->retention.join();
+    }
+    // Workers finish their current step (a stopped algorithm returns quickly; a send in
+    // progress completes or times out).
+    m_impl->workers.join();
 }
 
 } // namespace segnode::pipeline

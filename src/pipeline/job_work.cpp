@@ -73,7 +73,8 @@ void finish_stopped(const JobContext& ctx, const store::JobRow& job, StopReason 
             break;
         case StopReason::Timeout: {
             const std::string error =
-                "timed out after " + std::to_string(ctx.config.jobs.timeout_s) + " s";
+                "timed out after " + std::to_string(job_timeout_s(ctx, job.spec.algorithm)) +
+                " s";
             log.warn(error);
             repo.transition(job.id, store::JobState::Running, store::JobState::Failed, now, {},
                             error);
@@ -100,7 +101,8 @@ void fail(const JobContext& ctx, const store::JobRow& job, const std::string& er
 /// Writes one output to tmp/ and renames it durably to jobs/<id>/<kind>.dcm.
 Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow& job,
                                       OutputKind kind, const dicom::LoadedSeries& source,
-                                      const LabelMap& labels, const algorithms::Algorithm& algo) {
+                                      const LabelMap& labels, const algorithms::Algorithm& algo,
+                                      [[maybe_unused]] const std::stop_token& stop) {
     dicom::DerivedObjectOptions options;
     options.uid_root = ctx.config.output.uid_root;
     options.series_number = static_cast<int>(ctx.config.output.series_number) +
@@ -108,6 +110,8 @@ Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow
     options.algorithm_name = algo.name();
     options.algorithm_version = algo.info().version;
     options.manufacturer = ctx.config.output.manufacturer;
+    // STOP-TOKEN-WIRING: when dicom::DerivedObjectOptions has its stop token:
+    // options.stop = stop;
     const std::string name(to_string(kind));
     const auto tmp = ctx.workdir.tmp_dir() / ("job-" + std::to_string(job.id) + "-" + name + ".dcm");
     auto written = kind == OutputKind::Seg
@@ -186,6 +190,14 @@ bool has_declared_segment(const LabelMap& labels, const std::vector<SegmentInfo>
 
 } // namespace
 
+std::int64_t job_timeout_s(const JobContext& ctx, const std::string& algorithm) {
+    std::int64_t limit = ctx.config.jobs.timeout_s;
+    if (const algorithms::Algorithm* algo = ctx.registry.find(algorithm)) {
+        limit += algo->info().timeout_s;
+    }
+    return limit;
+}
+
 std::int64_t retry_delay_ms(const SendConfig& send, std::int64_t attempt) {
     const std::int64_t cap = static_cast<std::int64_t>(send.max_delay_s) * 1000;
     std::int64_t delay = static_cast<std::int64_t>(send.initial_delay_s) * 1000;
@@ -241,6 +253,8 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         load_options.threads = ctx.config.jobs.algorithm_threads;
         load_options.max_voxels =
             static_cast<std::size_t>(ctx.config.jobs.max_volume_mb) * 1024 * 1024 / 2;
+        // STOP-TOKEN-WIRING: when dicom::LoadOptions has its stop token:
+        // load_options.stop = stop;
         auto t = std::chrono::steady_clock::now();
         auto loaded = dicom::load_series(files, load_options);
         if (!loaded) {
@@ -330,7 +344,7 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         }
         for (const OutputKind kind : labels ? *outputs : std::vector<OutputKind>{}) {
             t = std::chrono::steady_clock::now();
-            auto out = write_output(ctx, job, kind, *loaded, *labels, *algo);
+            auto out = write_output(ctx, job, kind, *loaded, *labels, *algo, stop);
             if (!out) {
                 fail(ctx, job, std::string(to_string(kind)) + ": " + out.error().message, log);
                 return;

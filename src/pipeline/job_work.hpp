@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <stop_token>
+#include <string>
 
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
@@ -23,6 +24,10 @@ struct JobContext {
 
 /// Why a running job was asked to stop.
 enum class StopReason : int { None, Cancelled, Timeout, Shutdown };
+
+/// A running job's time limit in seconds: jobs.timeout_s (loading, writing) plus the
+/// algorithm's own timeout_s (0 for an unknown algorithm).
+std::int64_t job_timeout_s(const JobContext& context, const std::string& algorithm);
 
 /// running -> sending (then sends at once), or -> failed / cancelled / queued (shutdown).
 void process_job(const JobContext& context, const store::JobRow& job, std::stop_token stop,

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <dirent.h>
-#include <fstream>
 
 namespace segnode::pipeline {
 namespace {
@@ -165,7 +164,26 @@ struct ChildError {
     child_fail(error_fd, ChildStep::Exec);
 }
 
-/// Process ids whose process group is `pgid`, with their resident memory.
+/// Reads a small /proc file into `buffer` (NUL-terminated); false when it is gone.
+bool read_proc_file(const char* path, std::array<char, 512>& buffer) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    ssize_t n = 0;
+    do {
+        n = ::read(fd, buffer.data(), buffer.size() - 1);
+    } while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buffer[static_cast<std::size_t>(n)] = '\0';
+    return true;
+}
+
+/// The resident memory summed over the processes of group `pgid` (from /proc/<pid>/stat and
+/// statm); `others_alive`: a process of the group other than `leader` is still running.
 std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
     others_alive = false;
     std::uint64_t total = 0;
@@ -174,28 +192,23 @@ std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
         return 0;
     }
     static const long page = ::sysconf(_SC_PAGESIZE);
+    std::array<char, 512> buffer{};
+    std::array<char, 300> path{}; // "/proc/" + d_name (at most 255) + "/statm"
     while (const dirent* entry = ::readdir(proc)) {
         const char* name = entry->d_name;
         if (name[0] < '0' || name[0] > '9') {
             continue;
         }
-        const std::string dir = std::string("/proc/") + name;
-        std::string stat;
-        {
-            std::ifstream in(dir + "/stat");
-            if (!in || !std::getline(in, stat)) {
-                continue; // gone meanwhile
-            }
+        std::snprintf(path.data(), path.size(), "/proc/%s/stat", name);
+        if (!read_proc_file(path.data(), buffer)) {
+            continue; // gone meanwhile
         }
         // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        const auto close = stat.rfind(')');
-        if (close == std::string::npos || close + 2 >= stat.size()) {
-            continue;
-        }
+        const char* close = std::strrchr(buffer.data(), ')');
         char state = 0;
         long ppid = 0;
         long pgrp = 0;
-        if (std::sscanf(stat.c_str() + close + 2, "%c %ld %ld", &state, &ppid, &pgrp) != 3 ||
+        if (close == nullptr || std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3 ||
             pgrp != pgid) {
             continue;
         }
@@ -203,10 +216,11 @@ std::uint64_t group_rss(pid_t pgid, bool& others_alive, pid_t leader) {
         if (pid != leader && state != 'Z' && state != 'X') {
             others_alive = true;
         }
-        std::ifstream statm(dir + "/statm");
-        std::uint64_t size = 0;
-        std::uint64_t resident = 0;
-        if (statm >> size >> resident) {
+        std::snprintf(path.data(), path.size(), "/proc/%s/statm", name);
+        unsigned long long size = 0;
+        unsigned long long resident = 0;
+        if (read_proc_file(path.data(), buffer) &&
+            std::sscanf(buffer.data(), "%llu %llu", &size, &resident) == 2) {
             total += resident * static_cast<std::uint64_t>(page > 0 ? page : 4096);
         }
     }
@@ -312,6 +326,7 @@ public:
     ~Child() {
         if (m_pid > 0) {
             ::kill(-m_pid, SIGKILL);
+            ::kill(m_pid, SIGKILL);
             int status = 0;
             while (::waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
             }
@@ -403,6 +418,10 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
         return result;
     };
 
+    if (stop.stop_requested()) {
+        result.end = ProcessEnd::Stopped;
+        return result;
+    }
     // Resolve the program before forking, so that "not found" is a clear error.
     if (spec.argv.empty() || spec.argv[0].empty()) {
         return start_failed("no program given");
@@ -428,8 +447,12 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
                                 : "'" + name + "' does not exist");
     }
 
-    // Everything the child needs is built before fork(): it must not allocate.
-    const std::string program_text = program->string();
+    // Everything the child needs is built before fork(): it must not allocate. A relative
+    // program path was checked against the caller's directory; the child changes to
+    // spec.cwd before execve, so it gets the absolute path.
+    std::error_code abs_ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(*program, abs_ec);
+    const std::string program_text = abs_ec ? program->string() : absolute.string();
     std::vector<std::string> env_text;
     env_text.reserve(spec.env.size());
     for (const auto& [key, value] : spec.env) {
@@ -524,13 +547,19 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
     auto last_tick = Clock::time_point{};
     std::array<char, 64 * 1024> buffer{};
 
+    // The group, and the leader itself should it have left the group (it is not reaped yet,
+    // so its pid cannot name another process).
+    auto signal_all = [pid](int sig) {
+        ::kill(-pid, sig);
+        ::kill(pid, sig);
+    };
     auto stop_group = [&](ProcessEnd why) {
         if (stopped_for) {
             return;
         }
         stopped_for = why;
         term_sent = Clock::now();
-        ::kill(-pid, SIGTERM);
+        signal_all(SIGTERM);
     };
 
     for (;;) {
@@ -565,7 +594,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
                 stop_group(ProcessEnd::MemoryExceeded);
             }
             if (term_sent && !kill_sent && now - *term_sent >= spec.kill_grace) {
-                ::kill(-pid, SIGKILL);
+                signal_all(SIGKILL);
                 kill_sent = true;
             }
         }
@@ -590,7 +619,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
             if (errno == EINTR) {
                 continue;
             }
-            ::kill(-pid, SIGKILL);
+            signal_all(SIGKILL);
             break; // cannot supervise any more; the group is killed and reaped below
         }
         for (nfds_t i = 0; i < count; ++i) {
@@ -611,7 +640,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
 
     // The leader has exited (or supervision broke off): clear the group and reap.
     if (!child.exited()) {
-        ::kill(-pid, SIGKILL);
+        signal_all(SIGKILL);
     } else {
         bool others = false;
         group_rss(pid, others, pid);

@@ -155,15 +155,27 @@ std::vector<JobRow> JobRepo::for_series(std::int64_t series_id) {
 
 std::optional<JobRow> JobRepo::next_runnable(std::int64_t now,
                                              const std::vector<std::int64_t>& busy) {
+    return next_runnable(now, busy, {});
+}
+
+std::optional<JobRow> JobRepo::next_runnable(
+    std::int64_t now, const std::vector<std::int64_t>& busy,
+    const std::vector<std::string>& algorithms_at_capacity) {
     auto st = m_db.prepare(std::string("SELECT ") + k_job_columns +
                            " FROM jobs WHERE state IN ('queued', 'sending') AND not_before <= ? "
                            "AND cancel_requested = 0 ORDER BY not_before, id");
     st.bind(1, now);
     while (st.step()) {
         JobRow row = read_job(st);
-        if (std::find(busy.begin(), busy.end(), row.id) == busy.end()) {
-            return row;
+        if (std::find(busy.begin(), busy.end(), row.id) != busy.end()) {
+            continue;
         }
+        if (row.state == JobState::Queued &&
+            std::find(algorithms_at_capacity.begin(), algorithms_at_capacity.end(),
+                      row.spec.algorithm) != algorithms_at_capacity.end()) {
+            continue;
+        }
+        return row;
     }
     return std::nullopt;
 }

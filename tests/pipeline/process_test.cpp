@@ -162,6 +162,35 @@ TEST(Process, IgnoredSigtermIsFollowedBySigkillAfterTheGrace) {
     EXPECT_LT(took, 3s);
 }
 
+TEST(Process, TheChildGetsDefaultSignalsWhateverTheCallerBlocksOrIgnores) {
+    // The node blocks SIGTERM in all threads and ignores SIGPIPE; the program must not
+    // inherit either.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    struct sigaction previous {};
+    ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &previous), 0);
+    ProcessResult piped;
+    ProcessResult timed_out;
+    std::thread runner([&] {
+        sigset_t block;
+        sigemptyset(&block);
+        sigaddset(&block, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &block, nullptr);
+        piped = pipeline::run_process(shell("kill -PIPE $$; exit 0"));
+        auto spec = shell("sleep 30");
+        spec.timeout = 200ms;
+        spec.kill_grace = 5000ms;
+        timed_out = pipeline::run_process(spec);
+    });
+    runner.join();
+    ::sigaction(SIGPIPE, &previous, nullptr);
+    EXPECT_EQ(piped.end, ProcessEnd::Signaled);
+    EXPECT_EQ(piped.term_signal, SIGPIPE);
+    EXPECT_EQ(timed_out.end, ProcessEnd::TimedOut);
+    EXPECT_EQ(timed_out.term_signal, SIGTERM); // not SIGKILL after the grace
+    EXPECT_LT(timed_out.seconds, 2.0);
+}
+
 TEST(Process, GrandchildrenAreStoppedWithTheGroup) {
     Lines lines;
     auto spec = shell("sleep 1000 & echo $!; sleep 1000");
@@ -200,6 +229,17 @@ TEST(Process, StopTokenFromAnotherThreadStopsQuickly) {
     EXPECT_EQ(r.end, ProcessEnd::Stopped);
     EXPECT_EQ(r.describe(), "stopped");
     EXPECT_LT(took, 1s);
+}
+
+TEST(Process, StopRequestedBeforeTheStartStartsNothing) {
+    std::stop_source source;
+    source.request_stop();
+    TempDir dir;
+    const auto marker = dir.path() / "ran";
+    const ProcessResult r =
+        pipeline::run_process(shell("touch '" + marker.string() + "'"), source.get_token());
+    EXPECT_EQ(r.end, ProcessEnd::Stopped);
+    EXPECT_FALSE(std::filesystem::exists(marker));
 }
 
 TEST(Process, MemoryLimitStopsTheGroup) {
@@ -245,6 +285,37 @@ TEST(Process, LargeOutputIsCappedCountedAndTailed) {
     EXPECT_LT(own_rss_kib(), rss_before + 20 * 1024); // nothing like 50 MB was held
 }
 
+TEST(Process, TheOutputCapCoversBothStreams) {
+    auto spec = shell("echo 123456789; echo abcdefghi >&2; sleep 0.1; echo 123456789; "
+                      "echo late >&2; exit 3");
+    spec.output_cap_bytes = 25; // two lines of 10 bytes fit, the third does not
+    Lines lines;
+    lines.attach(spec);
+    const ProcessResult r = pipeline::run_process(spec);
+    EXPECT_EQ(r.exit_code, 3);
+    ASSERT_EQ(lines.lines.size(), 3U);
+    EXPECT_EQ(lines.lines[2].first, "[output beyond 25 bytes not logged; tail kept]");
+    EXPECT_EQ(r.stdout_tail, "123456789\n123456789\n");
+    EXPECT_EQ(r.stderr_tail, "abcdefghi\nlate\n");
+    EXPECT_EQ(r.last_lines(1), "late");
+}
+
+TEST(Process, LastLinesSkipTheCutFirstLineOfATail) {
+    ProcessResult r;
+    r.stderr_tail = "end of a long line\nsecond\nthird\n";
+    r.stderr_bytes = 1000; // the tail starts inside a line
+    EXPECT_EQ(r.last_lines(10), "second\nthird");
+    r.stderr_bytes = r.stderr_tail.size();
+    EXPECT_EQ(r.last_lines(10), "end of a long line\nsecond\nthird");
+    r.end = ProcessEnd::MemoryExceeded;
+    r.peak_rss_bytes = 612ULL << 20U;
+    r.memory_limit_bytes = 512ULL << 20U;
+    EXPECT_EQ(r.describe(), "exceeded the memory limit (612 MB > 512 MB)");
+    r.end = ProcessEnd::TimedOut;
+    r.timeout = std::chrono::seconds(5);
+    EXPECT_EQ(r.describe(), "timed out after 5 s");
+}
+
 TEST(Process, EnvironmentIsExactlyTheGivenOne) {
     ProcessSpec spec;
     spec.argv = {"env"};
@@ -273,6 +344,29 @@ TEST(Process, WorkingDirectoryAndStdinFromDevNull) {
     ASSERT_EQ(lines.lines.size(), 2U);
     EXPECT_EQ(std::filesystem::path(lines.lines[0].first), std::filesystem::canonical(dir.path()));
     EXPECT_EQ(lines.lines[1].first, "end");
+}
+
+TEST(Process, ARelativeProgramPathIsTheCallersNotTheChildDirectorys) {
+    TempDir dir;
+    std::filesystem::create_directory(dir.path() / "bin");
+    std::filesystem::create_directory(dir.path() / "work");
+    const auto script = dir.path() / "bin" / "model.sh";
+    std::ofstream(script) << "#!/bin/sh\necho model ran in $(pwd)\n";
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    const auto previous = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());
+    ProcessSpec spec;
+    spec.argv = {"bin/model.sh"};
+    spec.env = k_env;
+    spec.cwd = dir.path() / "work";
+    Lines lines;
+    lines.attach(spec);
+    const ProcessResult r = pipeline::run_process(spec);
+    std::filesystem::current_path(previous);
+    EXPECT_TRUE(r.success()) << r.describe();
+    ASSERT_EQ(lines.lines.size(), 1U);
+    EXPECT_EQ(lines.lines[0].first,
+              "model ran in " + std::filesystem::canonical(dir.path() / "work").string());
 }
 
 TEST(Process, MissingProgramIsAStartError) {

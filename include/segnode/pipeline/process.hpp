@@ -19,7 +19,8 @@ namespace segnode::pipeline {
 
 struct ProcessSpec {
     /// argv[0] is a path, or a name looked up in the PATH of `env` (as execvp would, but
-    /// before fork, so a missing program is a clear start error).
+    /// before fork, so a missing program is a clear start error). A relative path (or PATH
+    /// entry) is taken relative to the caller's working directory, not to `cwd`.
     std::vector<std::string> argv;
     /// The complete environment of the child (nothing is inherited).
     std::vector<std::pair<std::string, std::string>> env;

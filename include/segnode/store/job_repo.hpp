@@ -91,6 +91,11 @@ public:
     /// The oldest job that may run now: queued, or sending with its backoff elapsed, not
     /// cancel-requested, and not in `busy`.
     std::optional<JobRow> next_runnable(std::int64_t now, const std::vector<std::int64_t>& busy);
+    /// The same, also skipping queued jobs whose algorithm is in `algorithms_at_capacity`
+    /// (its max_parallel runs are in progress); they stay queued without holding back the
+    /// jobs behind them. Sending jobs are never skipped for it (a send runs no algorithm).
+    std::optional<JobRow> next_runnable(std::int64_t now, const std::vector<std::int64_t>& busy,
+                                        const std::vector<std::string>& algorithms_at_capacity);
 
     /// Guarded transition: true if the job was in `from` and is now in `to`. Entering running
     /// counts a run and sets started_at; entering done/failed/cancelled sets finished_at.
