@@ -23,7 +23,7 @@ bool concept_ok(const CodedConcept& code) {
 }
 
 // Largest value of a buffer (fixed blocks so that -O2 vectorises the reduction).
-std::uint8_t max_value(const std::vector<std::uint8_t>& values) {
+std::uint8_t max_value(const Buffer<std::uint8_t>& values) {
     constexpr std::size_t block = 64;
     const std::uint8_t* p = values.data();
     const std::size_t n = values.size();

@@ -606,7 +606,7 @@ std::uint64_t voxels_for_mm3(const Geometry& geometry, double mm3) {
 
 LabelMap threshold_mask(const CtVolume& volume, std::int32_t lower, std::int32_t upper,
                         unsigned threads) {
-    LabelMap out{volume.geometry, std::vector<std::uint8_t>(volume.voxels.size())};
+    LabelMap out{volume.geometry, Buffer<std::uint8_t>(volume.voxels.size())};
     const std::int16_t* in = volume.voxels.data();
     std::uint8_t* dst = out.voxels.data();
     parallel_for(volume.voxels.size(), threads, [=](std::size_t b, std::size_t e) {

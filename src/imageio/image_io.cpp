@@ -218,28 +218,10 @@ std::string value_text(double value) {
     return buffer.data();
 }
 
-/// `count` zero-initialised elements in `voxels`, backed by transparent huge pages where the
-/// kernel allows them (madvise mode): on a VM, faulting in 157 MB of 4 KiB pages costs ~0.5 s,
-/// with 2 MiB pages a few tens of milliseconds. The hint is given between reserve(), which
-/// maps the memory without touching it, and resize(), which touches it.
-template <class T> void allocate_voxels(std::vector<T>& voxels, std::size_t count) {
-    voxels.clear();
-    voxels.shrink_to_fit();
-    voxels.reserve(count);
-    constexpr std::uintptr_t page = 4096;
-    const auto begin = reinterpret_cast<std::uintptr_t>(voxels.data());
-    const std::uintptr_t end = begin + count * sizeof(T);
-    const std::uintptr_t first = (begin + page - 1) & ~(page - 1);
-    if (count * sizeof(T) >= (std::uintptr_t{2} << 20U) && end > first) {
-        ::madvise(reinterpret_cast<void*>(first), (end - first) & ~(page - 1), MADV_HUGEPAGE);
-    }
-    voxels.resize(count);
-}
-
 /// Widens `count` values of type T to uint16, checking each; the first offending voxel (in
 /// index order) is named with its value and index.
 template <class T>
-Status widen(const void* raw, const Geometry& geometry, std::vector<std::uint16_t>& out,
+Status widen(const void* raw, const Geometry& geometry, Buffer<std::uint16_t>& out,
              const std::string& name) {
     // `raw` may alias `out` (see read_label_image_impl): each value is read before out[n] is
     // written, and out[n] never covers a value not yet read.
@@ -279,7 +261,7 @@ Status widen(const void* raw, const Geometry& geometry, std::vector<std::uint16_
 }
 
 Status widen_component(IOComponentEnum type, const void* raw, const Geometry& geometry,
-                       std::vector<std::uint16_t>& out, const std::string& name) {
+                       Buffer<std::uint16_t>& out, const std::string& name) {
     switch (type) {
     case IOComponentEnum::UCHAR:
         return widen<unsigned char>(raw, geometry, out, name);
@@ -376,7 +358,7 @@ Result<WideLabelMap> read_label_image_impl(const fs::path& path) {
         return Error{name + ": " + std::to_string(bytes) + " bytes of voxel data for " +
                      std::to_string(count) + " voxels"};
     }
-    allocate_voxels(labels.voxels, count);
+    labels.voxels.resize(count); // prefaulted in one pass (core/buffer.hpp)
     const IOComponentEnum type = io->GetComponentType();
     if (type == IOComponentEnum::USHORT) {
         io->Read(labels.voxels.data()); // already the target type: no copy, nothing to check
@@ -385,12 +367,12 @@ Result<WideLabelMap> read_label_image_impl(const fs::path& path) {
     // Values of one or two bytes are read into the label buffer itself and widened in place
     // (one byte: into its upper half, widened front to back, so each value is read before
     // its bytes are overwritten); wider values need a buffer of their own.
-    std::vector<unsigned char> wide_raw;
+    Buffer<unsigned char> wide_raw;
     unsigned char* raw = reinterpret_cast<unsigned char*>(labels.voxels.data());
     if (io->GetComponentSize() == 1) {
         raw += count;
     } else if (io->GetComponentSize() > 2) {
-        allocate_voxels(wide_raw, bytes);
+        wide_raw.resize(bytes);
         raw = wide_raw.data();
     }
     io->Read(raw);
@@ -458,7 +440,7 @@ WideLabelMap resample_nearest(const WideLabelMap& labels, const Geometry& target
     WideLabelMap out;
     out.geometry = target;
     if (const auto n = voxel_count(target)) {
-        allocate_voxels(out.voxels, *n);
+        out.voxels.resize(*n);
     }
     if (out.voxels.empty() || !labels.consistent() || labels.voxels.empty() ||
         geometry_problem(labels.geometry) || geometry_problem(target)) {

@@ -429,7 +429,7 @@ TEST(MaskOps, ThresholdBoundsAreInclusive) {
     g.dims = {7, 1, 1};
     CtVolume ct{g, {-3, -2, -1, 0, 1, 2, 3}};
     const LabelMap m = threshold_mask(ct, -1, 1, 2);
-    EXPECT_EQ(m.voxels, (std::vector<std::uint8_t>{0, 0, 1, 1, 1, 0, 0}));
+    EXPECT_EQ(m.voxels, (Buffer<std::uint8_t>{0, 0, 1, 1, 1, 0, 0}));
     EXPECT_EQ(count_foreground(m), 3U);
 }
 

@@ -22,7 +22,7 @@ struct BruteOtsu {
     int threshold = 0; // trunc(edges[first_best + 1])
 };
 
-BruteOtsu brute_otsu(const std::vector<std::int16_t>& values, std::size_t bins) {
+BruteOtsu brute_otsu(const Buffer<std::int16_t>& values, std::size_t bins) {
     BruteOtsu b;
     const auto [lo_it, hi_it] = std::minmax_element(values.begin(), values.end());
     const double lo = *lo_it;
@@ -97,7 +97,7 @@ void expect_same_as_brute_force(const CtVolume& ct, std::size_t bins) {
 CtVolume volume_of(std::vector<std::int16_t> values) {
     Geometry g;
     g.dims = {values.size(), 1, 1};
-    return CtVolume{g, std::move(values)};
+    return CtVolume{g, Buffer<std::int16_t>(values.begin(), values.end())};
 }
 
 TEST(Otsu, PhantomWithNoiseMatchesBruteForce) {

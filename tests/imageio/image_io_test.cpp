@@ -138,8 +138,8 @@ template <class T> std::vector<T> by_hand_values() {
     return {T(0), T(1), T(2), T(300), T(0), T(7), T(65535), T(1), T(0), T(2), T(9), T(4)};
 }
 
-std::vector<std::uint16_t> as_wide(const std::vector<std::uint16_t>& v) {
-    return v;
+Buffer<std::uint16_t> as_wide(const std::vector<std::uint16_t>& v) {
+    return {v.begin(), v.end()};
 }
 
 void expect_by_hand_result(const Result<WideLabelMap>& read) {
@@ -312,7 +312,7 @@ TEST(ImageIo, ReadErrorsNameTheFileValueAndVoxel) {
     small.back() = 11;
     const auto widened = read_label_image(write_nrrd_by_hand(int8, "int8", small));
     ASSERT_TRUE(widened.ok()) << widened.error().message;
-    EXPECT_EQ(widened->voxels, (std::vector<std::uint16_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+    EXPECT_EQ(widened->voxels, (Buffer<std::uint16_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
 
     auto floats = by_hand_values<float>();
     floats[3] = 2.5F; // voxel (0, 1, 0)

@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "segnode/core/buffer.hpp"
+
 namespace segnode {
 
 using Vec3d = std::array<double, 3>;
@@ -112,7 +114,7 @@ template <class T> struct Volume {
     using value_type = T;
 
     Geometry geometry;
-    std::vector<T> voxels; ///< dims[0] * dims[1] * dims[2] values, index order as above
+    Buffer<T> voxels; ///< dims[0] * dims[1] * dims[2] values, index order as above
 
     [[nodiscard]] std::size_t index(std::size_t i, std::size_t j, std::size_t k) const {
         return i + geometry.dims[0] * (j + geometry.dims[1] * k);
@@ -133,7 +135,7 @@ template <class T> struct Volume {
 /// A volume of `geometry` with every voxel set to `fill` (no voxels if the count overflows).
 template <class T> Volume<T> make_volume(const Geometry& geometry, T fill = T{}) {
     const auto n = voxel_count(geometry);
-    return Volume<T>{geometry, std::vector<T>(n ? *n : 0, fill)};
+    return Volume<T>{geometry, Buffer<T>(n ? *n : 0, fill)};
 }
 
 /// CT in Hounsfield units after the modality rescale, clamped to the int16 range by the loader
