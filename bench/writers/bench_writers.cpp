@@ -14,13 +14,12 @@
 // before each writer's rounds, so it is the largest resident size during them (the loaded
 // series and the label map included). Exit code 3 when a target is missed: 3 segments:
 // RTSTRUCT median <= 1.0 s, SEG median <= 0.3 s; many labels: RTSTRUCT <= 3.0 s, SEG <= 1.5 s.
+#include "label_maps.hpp"
 #include "segnode/dicom/contours.hpp"
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
-
-#include "label_maps.hpp"
 
 #include <algorithm>
 #include <array>
@@ -149,12 +148,13 @@ int main(int argc, char** argv) {
             smallest = std::min(smallest, counts[l]);
             largest = std::max(largest, counts[l]);
             const auto v = static_cast<std::uint8_t>(l);
-            segments.push_back({v,
-                                "Segment " + std::to_string(l),
-                                {"85756007", "SCT", "Tissue"},
-                                {"85756007", "SCT", "Tissue"},
-                                {static_cast<std::uint8_t>(v * 37), static_cast<std::uint8_t>(v * 91),
-                                 static_cast<std::uint8_t>(v * 53)}});
+            segments.push_back(
+                {v,
+                 "Segment " + std::to_string(l),
+                 {"85756007", "SCT", "Tissue"},
+                 {"85756007", "SCT", "Tissue"},
+                 {static_cast<std::uint8_t>(v * 37), static_cast<std::uint8_t>(v * 91),
+                  static_cast<std::uint8_t>(v * 53)}});
         }
         std::printf("series: %zu x %zu x %zu loaded in %.2f s; %u labels, %zu foreground voxels, "
                     "%zu to %zu voxels per label\n",

@@ -67,8 +67,7 @@ LabelCensus take_census(const LabelMap& labels, unsigned threads, const std::sto
     std::atomic<std::size_t> next{0};
     auto work = [&] {
         for (std::size_t k = next++; k < slices && !stop.stop_requested(); k = next++) {
-            slice_census(labels.voxels.data() + k * width * height, width, height,
-                         census.rows[k]);
+            slice_census(labels.voxels.data() + k * width * height, width, height, census.rows[k]);
         }
     };
     {

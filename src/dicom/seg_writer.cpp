@@ -346,8 +346,8 @@ Status append_pixel_data(const std::filesystem::path& path, const LabelMap& labe
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "ab"),
                                                          &std::fclose);
     if (!file) {
-        return Error{"cannot open " + path.string() + " to append PixelData: " +
-                     std::generic_category().message(errno)};
+        return Error{"cannot open " + path.string() +
+                     " to append PixelData: " + std::generic_category().message(errno)};
     }
     const auto length = static_cast<std::uint32_t>(size);
     // (7FE0,0010) OB, 2 reserved bytes, 32-bit length; all little endian.
@@ -409,8 +409,7 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
                                 const std::filesystem::path& out_file) {
     // Everything that can be refused is checked before a byte is written.
     const Geometry& g = source.volume.geometry;
-    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "content label");
-        !s) {
+    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "content label"); !s) {
         return s.error();
     }
     if (Status s = check_image_size(g); !s) {

@@ -100,8 +100,8 @@ std::vector<std::uint8_t> many_label_map(std::size_t cols, std::size_t rows, std
         const auto at = [](double c, std::size_t extent) {
             return std::min(static_cast<std::size_t>(std::max(0.0, std::round(c))), extent - 1);
         };
-        std::size_t n = at(b.centre[0], cols) +
-                        cols * (at(b.centre[1], rows) + rows * at(b.centre[2], slices));
+        std::size_t n =
+            at(b.centre[0], cols) + cols * (at(b.centre[1], rows) + rows * at(b.centre[2], slices));
         while (counts[map[n]] < 2) {
             n = (n + 1) % map.size();
         }
