@@ -9,7 +9,8 @@
 //       [--series-number N] [--series-description S] [--algorithm NAME] [--now EPOCH_SECONDS]
 //       writes SEG; the mask is uint8 in the volume's index order (i fastest, then j, then k);
 //       labels:N is the synthetic map of tests/phantom/label_maps.hpp with labels 1..N (seed 1),
-//       --save-mask writes the label map used (for the reader to compare against)
+//       --save-mask writes the label map used (for the reader to compare against); without
+//       --out and --rtstruct that is all the tool does
 //   ... [--out FILE] [--rtstruct FILE] ...
 //       --rtstruct writes an RTSTRUCT from the same label map (alone, or besides the SEG);
 //       its result is the "rtstruct" member of the JSON
@@ -140,8 +141,8 @@ int main(int argc, char** argv) {
         std::cout << geometry_json(*series).dump() << std::endl;
         return 0;
     }
-    if (out_file.empty() && rtstruct_file.empty()) {
-        std::cerr << "--out or --rtstruct is required unless --info\n";
+    if (out_file.empty() && rtstruct_file.empty() && save_mask.empty()) {
+        std::cerr << "--out, --rtstruct or --save-mask is required unless --info\n";
         return exit_error;
     }
 
@@ -179,6 +180,9 @@ int main(int argc, char** argv) {
         if (!out.flush()) {
             std::cerr << save_mask << ": cannot write the label map\n";
             return exit_error;
+        }
+        if (out_file.empty() && rtstruct_file.empty()) {
+            return 0; // only the label map was asked for
         }
     }
 
