@@ -45,16 +45,24 @@ void reset_peak_rss() {
     std::ofstream("/proc/self/clear_refs") << "5";
 }
 
-/// VmHWM in MiB (0 when unavailable).
-double peak_rss_mib() {
+/// A /proc/self/status value in kB ("VmHWM:", "VmRSS:") as MiB (0 when unavailable).
+double status_mib(const std::string& key) {
     std::ifstream status("/proc/self/status");
     std::string line;
     while (std::getline(status, line)) {
-        if (line.rfind("VmHWM:", 0) == 0) {
-            return std::stod(line.substr(6)) / 1024.0;
+        if (line.rfind(key, 0) == 0) {
+            return std::stod(line.substr(key.size())) / 1024.0;
         }
     }
     return 0.0;
+}
+
+double peak_rss_mib() {
+    return status_mib("VmHWM:");
+}
+
+double rss_mib() {
+    return status_mib("VmRSS:");
 }
 
 double seconds_of(const std::function<void()>& fn) {
@@ -213,6 +221,7 @@ int main(int argc, char** argv) {
         std::vector<double> write;
         const auto file = out_dir / "bench-writers-rtstruct.dcm";
         reset_peak_rss();
+        const double rss_before = rss_mib();
         for (unsigned r = 0; r < rounds; ++r) {
             segnode::Result<segnode::dicom::WrittenObject> written = segnode::Error{""};
             write.push_back(seconds_of([&] {
@@ -226,10 +235,10 @@ int main(int argc, char** argv) {
         const double rss = peak_rss_mib();
         print_row(("write_rtstruct (" + n_segments + ")").c_str(), write);
         const Stats s = stats(write);
-        std::printf("  %zu contours, %zu points, file %.1f MB, peak RSS %.0f MiB; target median "
-                    "<= %.1f s: %s\n",
+        std::printf("  %zu contours, %zu points, file %.1f MB, peak RSS %.0f MiB (%.0f MiB before "
+                    "the first call); target median <= %.1f s: %s\n",
                     contours, points, static_cast<double>(std::filesystem::file_size(file)) / 1e6,
-                    rss, rt_target, s.median <= rt_target ? "met" : "MISSED");
+                    rss, rss_before, rt_target, s.median <= rt_target ? "met" : "MISSED");
         if (s.median > rt_target) {
             rc = 3;
         }
@@ -240,6 +249,7 @@ int main(int argc, char** argv) {
         std::size_t frames = 0;
         const auto file = out_dir / "bench-writers-seg.dcm";
         reset_peak_rss();
+        const double rss_before = rss_mib();
         for (unsigned r = 0; r < rounds; ++r) {
             segnode::Result<segnode::dicom::WrittenObject> written = segnode::Error{""};
             write.push_back(seconds_of([&] {
@@ -254,10 +264,10 @@ int main(int argc, char** argv) {
         const double rss = peak_rss_mib();
         print_row(("write_seg (" + n_segments + ")").c_str(), write);
         const Stats s = stats(write);
-        std::printf("  %zu frames, file %.1f MB, peak RSS %.0f MiB; target median <= %.1f s: "
-                    "%s\n",
+        std::printf("  %zu frames, file %.1f MB, peak RSS %.0f MiB (%.0f MiB before the first "
+                    "call); target median <= %.1f s: %s\n",
                     frames, static_cast<double>(std::filesystem::file_size(file)) / 1e6, rss,
-                    sg_target, s.median <= sg_target ? "met" : "MISSED");
+                    rss_before, sg_target, s.median <= sg_target ? "met" : "MISSED");
         if (s.median > sg_target) {
             rc = 3;
         }
