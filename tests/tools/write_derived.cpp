@@ -18,12 +18,11 @@
 // Segments: label 1 "Body", 2 "Lung", 3 "Bone" with real SNOMED CT codes, other labels a
 // generic "Segment N" tissue. --segments declares which labels are segments (default: every
 // label value found in the mask). Prints one JSON object; errors go to stderr, exit code 2.
+#include "label_maps.hpp"
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
-
-#include "label_maps.hpp"
 
 #include <CLI/CLI.hpp>
 #include <chrono>
