@@ -1,8 +1,9 @@
-# cmake -DPHANTOM=... -DBENCH=... -DSERIES=dir [-DWHAT=seg|rtstruct|both] -P run_bench.cmake
+# cmake -DPHANTOM=... -DBENCH=... -DSERIES=dir [-DWHAT=seg|rtstruct|both] [-DLABELS=N]
+#       [-DDEFAULT_ROUNDS=N] -P run_bench.cmake
 # Generates the 512 x 512 x 300 phantom series (no noise: the segment outlines are what the
 # writers see) into SERIES unless a previous run completed it (SERIES.json, the phantom's
 # output, is written last), then runs the benchmark. BENCH_ROUNDS in the environment sets the
-# rounds (default 5).
+# rounds (default DEFAULT_ROUNDS, else 5); LABELS > 3 benchmarks the synthetic many-label map.
 foreach(var PHANTOM BENCH SERIES)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "run_bench.cmake: ${var} is not set")
@@ -10,6 +11,9 @@ foreach(var PHANTOM BENCH SERIES)
 endforeach()
 if(NOT DEFINED WHAT)
   set(WHAT both)
+endif()
+if(NOT DEFINED LABELS)
+  set(LABELS 3)
 endif()
 
 if(NOT EXISTS "${SERIES}.json")
@@ -23,11 +27,14 @@ if(NOT EXISTS "${SERIES}.json")
 endif()
 
 set(_rounds 5)
+if(DEFINED DEFAULT_ROUNDS)
+  set(_rounds "${DEFAULT_ROUNDS}")
+endif()
 if(DEFINED ENV{BENCH_ROUNDS})
   set(_rounds "$ENV{BENCH_ROUNDS}")
 endif()
 execute_process(COMMAND "${BENCH}" --series "${SERIES}" --rounds "${_rounds}" --what "${WHAT}"
-                        --out "${CMAKE_CURRENT_BINARY_DIR}"
+                        --labels "${LABELS}" --out "${CMAKE_CURRENT_BINARY_DIR}"
                 RESULT_VARIABLE _rc)
 if(NOT _rc EQUAL 0)
   if(_rc EQUAL 3)

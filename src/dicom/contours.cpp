@@ -298,7 +298,7 @@ std::vector<std::vector<LabelContours>> extract_volume_contours(const LabelMap& 
     std::atomic<std::size_t> next{0};
     auto work = [&] {
         Tracer tracer;
-        for (std::size_t k = next++; k < slices; k = next++) {
+        for (std::size_t k = next++; k < slices && !options.stop.stop_requested(); k = next++) {
             const std::span<const std::uint8_t> slice(labels.voxels.data() + k * plane, plane);
             result[k] = slice_contours(tracer, slice, width, height, options.max_points);
         }

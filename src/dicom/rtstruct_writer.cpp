@@ -15,7 +15,9 @@
 #include <cctype>
 #include <cmath>
 #include <memory>
+#include <stop_token>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -85,7 +87,7 @@ using ContourStrings = std::vector<std::vector<std::vector<std::string>>>;
 
 ContourStrings format_contours(const Geometry& g,
                                const std::vector<std::vector<LabelContours>>& contours,
-                               unsigned threads) {
+                               unsigned threads, const std::stop_token& stop) {
     ContourStrings data(contours.size());
     const Vec3d di = axis_direction(g, 0);
     const Vec3d dj = axis_direction(g, 1);
@@ -96,6 +98,9 @@ ContourStrings format_contours(const Geometry& g,
         step_j[r] = g.spacing[1] * dj[r];
     }
     parallel_for_each_index(contours.size(), threads, [&](std::size_t k) {
+        if (stop.stop_requested()) {
+            return; // the caller sees the request and discards the result
+        }
         // Every vertex of slice k lies in its plane: base + x * step_i + y * step_j.
         const Vec3d base = voxel_to_patient(g, 0.0, 0.0, static_cast<double>(k));
         auto& slice = data[k];
@@ -341,12 +346,24 @@ Status put_roi_definitions(DcmDataset& ds, const std::vector<Roi>& rois,
 
 Status put_roi_contours(DcmDataset& ds, const std::vector<Roi>& rois,
                         const std::vector<std::vector<LabelContours>>& contours,
-                        const ContourStrings& data, const SourceRefs& refs) {
+                        const ContourStrings& data, const SourceRefs& refs,
+                        const std::stop_token& stop) {
     auto roi_contour_seq = new_sequence(ds, DCM_ROIContourSequence);
     if (!roi_contour_seq) {
         return roi_contour_seq.error();
     }
+    // Where each label has contours: (slice k, entry l) in slice order, so that each ROI visits
+    // its own slices only (not every slice once per ROI).
+    std::array<std::vector<std::pair<std::size_t, std::size_t>>, 256> where;
+    for (std::size_t k = 0; k < contours.size(); ++k) {
+        for (std::size_t l = 0; l < contours[k].size(); ++l) {
+            where[contours[k][l].label].emplace_back(k, l);
+        }
+    }
     for (const Roi& roi : rois) {
+        if (stop.stop_requested()) {
+            return Error{cancelled_message};
+        }
         const SegmentInfo& segment = *roi.segment;
         auto item = append_to(**roi_contour_seq);
         if (!item) {
@@ -367,47 +384,42 @@ Status put_roi_contours(DcmDataset& ds, const std::vector<Roi>& rois,
         if (!contour_seq) {
             return contour_seq.error();
         }
-        for (std::size_t k = 0; k < contours.size(); ++k) {
-            for (std::size_t l = 0; l < contours[k].size(); ++l) {
-                if (contours[k][l].label != segment.label) {
-                    continue;
+        for (const auto& [k, l] : where[segment.label]) {
+            for (std::size_t c = 0; c < contours[k][l].contours.size(); ++c) {
+                auto contour = append_to(**contour_seq);
+                if (!contour) {
+                    return contour.error();
                 }
-                for (std::size_t c = 0; c < contours[k][l].contours.size(); ++c) {
-                    auto contour = append_to(**contour_seq);
-                    if (!contour) {
-                        return contour.error();
-                    }
-                    auto images = new_sequence(**contour, DCM_ContourImageSequence);
-                    if (!images) {
-                        return images.error();
-                    }
-                    auto image = append_to(**images);
-                    if (!image) {
-                        return image.error();
-                    }
-                    if (Status s = put_image_reference(**image, refs.sop_class, refs.instances[k],
-                                                       refs.frames[k]);
-                        !s) {
-                        return s;
-                    }
-                    const std::size_t points = contours[k][l].contours[c].points.size();
-                    if (Status s = put_string(**contour, DCM_ContourGeometricType, "CLOSED_PLANAR");
-                        !s) {
-                        return s;
-                    }
-                    if (Status s = put_string(**contour, DCM_NumberOfContourPoints,
-                                              std::to_string(points));
-                        !s) {
-                        return s;
-                    }
-                    const std::string& values = data[k][l][c];
-                    if (values.size() > 65534) { // the point limit should make this impossible
-                        return Error{"ContourData of " + std::to_string(values.size()) +
-                                     " bytes exceeds 64 KiB"};
-                    }
-                    if (Status s = put_string(**contour, DCM_ContourData, values); !s) {
-                        return s;
-                    }
+                auto images = new_sequence(**contour, DCM_ContourImageSequence);
+                if (!images) {
+                    return images.error();
+                }
+                auto image = append_to(**images);
+                if (!image) {
+                    return image.error();
+                }
+                if (Status s = put_image_reference(**image, refs.sop_class, refs.instances[k],
+                                                   refs.frames[k]);
+                    !s) {
+                    return s;
+                }
+                const std::size_t points = contours[k][l].contours[c].points.size();
+                if (Status s = put_string(**contour, DCM_ContourGeometricType, "CLOSED_PLANAR");
+                    !s) {
+                    return s;
+                }
+                if (Status s =
+                        put_string(**contour, DCM_NumberOfContourPoints, std::to_string(points));
+                    !s) {
+                    return s;
+                }
+                const std::string& values = data[k][l][c];
+                if (values.size() > 65534) { // the point limit should make this impossible
+                    return Error{"ContourData of " + std::to_string(values.size()) +
+                                 " bytes exceeds 64 KiB"};
+                }
+                if (Status s = put_string(**contour, DCM_ContourData, values); !s) {
+                    return s;
                 }
             }
         }
@@ -422,8 +434,7 @@ Result<WrittenObject> write_rtstruct(const LoadedSeries& source, const LabelMap&
                                      const DerivedObjectOptions& options,
                                      const std::filesystem::path& out_file) {
     const Geometry& g = source.volume.geometry;
-    if (Status s = detail::check_writer_inputs(g, labels, segments, options,
-                                               "structure set label");
+    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "structure set label");
         !s) {
         return s.error();
     }
@@ -432,10 +443,22 @@ Result<WrittenObject> write_rtstruct(const LoadedSeries& source, const LabelMap&
         return refs.error();
     }
 
-    // Contours of every label in every slice; each ContourData value must stay below 64 KiB.
+    const std::stop_token& stop = options.stop;
+    const auto cancelled = [] { return Error{cancelled_message}; };
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
+
+    // One pass over the label map, slice by slice in parallel: each slice's labels and their
+    // bounding boxes, then each label traced within its box only. Every ContourData value must
+    // stay below 64 KiB.
     ContourOptions contour_options;
     contour_options.max_points = contour_data_point_limit(max_abs_coordinate(g));
+    contour_options.stop = stop;
     const auto contours = extract_volume_contours(labels, contour_options);
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
 
     std::array<const SegmentInfo*, 256> declared{};
     for (const SegmentInfo& s : segments) {
@@ -474,7 +497,10 @@ Result<WrittenObject> write_rtstruct(const LoadedSeries& source, const LabelMap&
         return Error{"label map has no foreground: no RTSTRUCT written"};
     }
     unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1U, 4U);
-    const ContourStrings data = format_contours(g, contours, threads);
+    const ContourStrings data = format_contours(g, contours, threads, stop);
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
 
     auto header = detail::read_source_header(source.files.front());
     if (!header) {
@@ -521,11 +547,19 @@ Result<WrittenObject> write_rtstruct(const LoadedSeries& source, const LabelMap&
     if (Status s = put_roi_definitions(ds, rois, *frame_of_reference, options); !s) {
         return s.error();
     }
-    if (Status s = put_roi_contours(ds, rois, contours, data, *refs); !s) {
+    if (Status s = put_roi_contours(ds, rois, contours, data, *refs, stop); !s) {
         return s.error();
+    }
+    if (stop.stop_requested()) {
+        return cancelled();
     }
     if (Status s = detail::write_dicom_file(file, out_file); !s) {
         return s.error();
+    }
+    if (stop.stop_requested()) { // a request during the save: the object is not delivered
+        std::error_code ec;
+        std::filesystem::remove(out_file, ec);
+        return cancelled();
     }
     written.file = out_file;
     written.sop_class_uid = rt_structure_set_storage;

@@ -1,9 +1,11 @@
 #include "seg_pixels.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -11,21 +13,73 @@
 
 namespace segnode::dicom::detail {
 
-LabelCensus take_census(const LabelMap& labels) {
-    LabelCensus census;
-    const std::size_t slice_size = labels.geometry.dims[0] * labels.geometry.dims[1];
-    const std::size_t slices = labels.geometry.dims[2];
-    census.present.assign(slices, {});
-    for (std::size_t k = 0; k < slices; ++k) {
-        // Plain stores of a constant: no dependency between voxels, unlike ++histogram[v].
-        std::array<std::uint8_t, 256> seen{};
-        const std::uint8_t* p = labels.voxels.data() + k * slice_size;
-        for (std::size_t n = 0; n < slice_size; ++n) {
-            seen[p[n]] = 1;
+namespace {
+
+/// Row spans of every label in one slice: runs of one label, background skipped eight voxels
+/// at a time (most of a CT slice is outside every segment).
+void slice_census(const std::uint8_t* slice, std::size_t width, std::size_t height,
+                  std::array<RowSpan, 256>& rows) {
+    for (std::size_t y = 0; y < height; ++y) {
+        const std::uint8_t* row = slice + y * width;
+        const auto y32 = static_cast<std::uint32_t>(y);
+        std::size_t x = 0;
+        while (x < width) {
+            while (x + 8 <= width) {
+                std::uint64_t chunk = 0;
+                std::memcpy(&chunk, row + x, 8);
+                if (chunk != 0) {
+                    break;
+                }
+                x += 8;
+            }
+            if (x >= width) {
+                break;
+            }
+            const std::uint8_t v = row[x];
+            if (v == 0) {
+                ++x;
+                continue;
+            }
+            std::size_t end = x + 1;
+            while (end < width && row[end] == v) {
+                ++end;
+            }
+            RowSpan& span = rows[v];
+            span.begin = std::min(span.begin, y32);
+            span.end = y32 + 1;
+            x = end;
         }
+    }
+}
+
+} // namespace
+
+LabelCensus take_census(const LabelMap& labels, unsigned threads, const std::stop_token& stop) {
+    LabelCensus census;
+    const std::size_t width = labels.geometry.dims[0];
+    const std::size_t height = labels.geometry.dims[1];
+    const std::size_t slices = labels.geometry.dims[2];
+    census.rows.assign(slices, {});
+    if (threads == 0) {
+        threads = std::clamp(std::thread::hardware_concurrency(), 1U, 4U);
+    }
+    threads = static_cast<unsigned>(std::clamp<std::size_t>(slices, 1, threads));
+    std::atomic<std::size_t> next{0};
+    auto work = [&] {
+        for (std::size_t k = next++; k < slices && !stop.stop_requested(); k = next++) {
+            slice_census(labels.voxels.data() + k * width * height, width, height, census.rows[k]);
+        }
+    };
+    {
+        std::vector<std::jthread> pool;
+        for (unsigned t = 1; t < threads; ++t) {
+            pool.emplace_back(work);
+        }
+        work();
+    }
+    for (const auto& slice : census.rows) {
         for (std::size_t l = 0; l < 256; ++l) {
-            census.present[k][l] = seen[l] != 0;
-            census.anywhere[l] = census.anywhere[l] || seen[l] != 0;
+            census.anywhere[l] = census.anywhere[l] || !slice[l].empty();
         }
     }
     return census;
@@ -41,9 +95,11 @@ std::vector<SegFrame> plan_frames(const LabelCensus& census,
     std::vector<SegFrame> frames;
     for (std::size_t s = 0; s < labels_in_order.size(); ++s) {
         const std::uint8_t label = labels_in_order[s];
-        for (std::size_t k = 0; k < census.present.size(); ++k) {
-            if (census.present[k][label]) {
-                frames.push_back({label, static_cast<std::uint16_t>(s + 1), k});
+        for (std::size_t k = 0; k < census.rows.size(); ++k) {
+            const RowSpan& span = census.rows[k][label];
+            if (!span.empty()) {
+                frames.push_back(
+                    {label, static_cast<std::uint16_t>(s + 1), k, span.begin, span.end});
             }
         }
     }
@@ -91,26 +147,42 @@ inline void put_bits(std::uint8_t* out, std::uint64_t offset, std::uint32_t bits
 
 } // namespace
 
-void pack_frames(const LabelMap& labels, const std::vector<SegFrame>& frames, std::uint8_t* out,
-                 std::uint64_t out_size) {
+void pack_frame_range(const LabelMap& labels, const std::vector<SegFrame>& frames,
+                      std::size_t first, std::size_t count, std::uint8_t* out,
+                      std::uint64_t out_size) {
     std::memset(out, 0, out_size);
-    const std::size_t slice_size = labels.geometry.dims[0] * labels.geometry.dims[1];
-    const std::size_t full = slice_size - slice_size % 16;
-    for (std::size_t f = 0; f < frames.size(); ++f) {
-        const std::uint8_t* p = labels.voxels.data() + frames[f].slice * slice_size;
-        const std::uint8_t label = frames[f].label;
-        const std::uint64_t first = static_cast<std::uint64_t>(f) * slice_size;
-        std::size_t n = 0;
-        for (; n < full; n += 16) {
-            put_bits(out, first + n, match16(p + n, label));
+    const std::size_t width = labels.geometry.dims[0];
+    const std::size_t height = labels.geometry.dims[1];
+    const std::size_t slice_size = width * height;
+    for (std::size_t f = first; f < first + count && f < frames.size(); ++f) {
+        const SegFrame& frame = frames[f];
+        const std::size_t row_begin = std::min<std::size_t>(frame.row_begin, height);
+        const std::size_t row_end = std::min<std::size_t>(frame.row_end, height);
+        if (row_begin >= row_end) {
+            continue;
         }
-        for (; n < slice_size; ++n) {
+        // Only the rows that hold the label: [begin, end) voxels of the slice.
+        const std::size_t begin = row_begin * width;
+        const std::size_t end = row_end * width;
+        const std::uint8_t* p = labels.voxels.data() + frame.slice * slice_size;
+        const std::uint8_t label = frame.label;
+        const std::uint64_t frame_bit = static_cast<std::uint64_t>(f - first) * slice_size;
+        std::size_t n = begin;
+        for (; n + 16 <= end; n += 16) {
+            put_bits(out, frame_bit + n, match16(p + n, label));
+        }
+        for (; n < end; ++n) {
             if (p[n] == label) {
-                const std::uint64_t bit = first + n;
+                const std::uint64_t bit = frame_bit + n;
                 out[bit >> 3U] |= static_cast<std::uint8_t>(1U << (bit & 7U));
             }
         }
     }
+}
+
+void pack_frames(const LabelMap& labels, const std::vector<SegFrame>& frames, std::uint8_t* out,
+                 std::uint64_t out_size) {
+    pack_frame_range(labels, frames, 0, frames.size(), out, out_size);
 }
 
 std::array<double, 3> srgb_to_cielab(const std::array<std::uint8_t, 3>& rgb) {

@@ -13,6 +13,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <stop_token>
 #include <vector>
 
 namespace segnode::dicom::detail {
@@ -21,24 +22,42 @@ struct SegFrame {
     std::uint8_t label = 0;    ///< label value in the label map
     std::uint16_t segment = 0; ///< SEG SegmentNumber (1..n)
     std::size_t slice = 0;     ///< k
+    /// Rows [row_begin, row_end) of the slice that hold the label: the packing looks at these
+    /// only (every other bit of the frame is zero). Default: the whole slice.
+    std::uint32_t row_begin = 0;
+    std::uint32_t row_end = UINT32_MAX;
+};
+
+/// Rows [begin, end) of a slice in which a label occurs; empty (begin >= end) when it does not.
+struct RowSpan {
+    std::uint32_t begin = UINT32_MAX;
+    std::uint32_t end = 0;
+    [[nodiscard]] bool empty() const { return begin >= end; }
 };
 
 /// What one pass over a label map tells about it.
 struct LabelCensus {
     std::array<bool, 256> anywhere{}; ///< label l occurs somewhere
-    /// present[k][l]: label l occurs in slice k.
-    std::vector<std::array<bool, 256>> present;
+    /// rows[k][l]: the rows of slice k in which label l occurs (empty: not in slice k).
+    std::vector<std::array<RowSpan, 256>> rows;
+    [[nodiscard]] bool present(std::size_t k, std::size_t label) const {
+        return !rows[k][label].empty();
+    }
 };
 
-/// Notes which labels occur in which slice (one store per voxel, no counting: a histogram's
-/// read-modify-write chain made this pass twice as slow as the packing).
-LabelCensus take_census(const LabelMap& labels);
+/// One pass over the label map: which labels occur in which slice, and between which rows.
+/// Rows are scanned as runs of one label (all-background stretches eight voxels at a time),
+/// so the cost is one read per voxel and one update per run, whatever the number of labels.
+/// Slices are shared among `threads` workers (0: hardware threads, at most 4). A stop request
+/// ends the pass early with an incomplete census: the caller checks `stop` afterwards.
+LabelCensus take_census(const LabelMap& labels, unsigned threads = 1,
+                        const std::stop_token& stop = {});
 
 /// Voxels equal to `label` (for messages; a separate pass).
 std::uint64_t count_voxels(const LabelMap& labels, std::uint8_t label);
 
 /// Frames for segments `labels_in_order` (their SegmentNumbers are 1, 2, ... in that order):
-/// by segment, then slice, only where the segment occurs.
+/// by segment, then slice, only where the segment occurs, with the census's row spans.
 std::vector<SegFrame> plan_frames(const LabelCensus& census,
                                   const std::vector<std::uint8_t>& labels_in_order);
 
@@ -47,10 +66,20 @@ std::vector<SegFrame> plan_frames(const LabelCensus& census,
 std::uint64_t packed_size(std::uint64_t frames, std::uint64_t rows, std::uint64_t columns);
 
 /// Packs the frames into `out` (packed_size bytes, which this sets to zero first). Each frame
-/// is one pass over its slice comparing 16 voxels at a time (SSE2 where available), whose 16
-/// result bits are OR-ed into the stream at the frame's bit offset, aligned or not.
+/// is one pass over the rows of its slice that hold its label (row_begin..row_end) comparing
+/// 16 voxels at a time (SSE2 where available), whose 16 result bits are OR-ed into the stream
+/// at the frame's bit offset, aligned or not.
 void pack_frames(const LabelMap& labels, const std::vector<SegFrame>& frames, std::uint8_t* out,
                  std::uint64_t out_size);
+
+/// Packs frames [first, first + count) alone into `out` (at least the bytes of their bits,
+/// ceil(count * rows * columns / 8); set to zero first): bit 0 of `out` is the first bit of
+/// frame `first`, which must start on a byte boundary (first * rows * columns a multiple of 8,
+/// e.g. `first` a multiple of 8). Concatenating consecutive pieces gives pack_frames' stream,
+/// so the PixelData value can be written piece by piece.
+void pack_frame_range(const LabelMap& labels, const std::vector<SegFrame>& frames,
+                      std::size_t first, std::size_t count, std::uint8_t* out,
+                      std::uint64_t out_size);
 
 /// CIELab (D50, as the ICC profile connection space DICOM refers to) of an sRGB colour:
 /// L in 0..100, a and b roughly in -128..127.

@@ -4,7 +4,6 @@
 #include "dcmtk/dcmdata/dcdatset.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
-#include "dcmtk/dcmdata/dcpixel.h"
 #include "dcmtk/dcmdata/dcsequen.h"
 #include "derived_common.hpp"
 #include "instance_header.hpp"
@@ -12,8 +11,10 @@
 #include "segnode/core/version.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <memory>
 #include <string>
@@ -326,30 +327,77 @@ Status put_image_attributes(DcmDataset& dataset, const Geometry& g, std::size_t 
     return ok_status();
 }
 
-Status put_pixel_data(DcmDataset& dataset, const LabelMap& labels,
-                      const std::vector<SegFrame>& frames) {
+/// Frames packed and written per piece of PixelData: a multiple of 8, so that every piece
+/// starts on a byte boundary, and about 4 MiB of packed bits.
+std::size_t frames_per_piece(std::size_t frame_bits) {
+    const std::size_t target_bits = std::size_t{4} << 23U; // 4 MiB
+    return std::max<std::size_t>(8, target_bits / std::max<std::size_t>(frame_bits, 1) / 8 * 8);
+}
+
+/// Appends the PixelData element (OB, explicit VR little endian, explicit length) to the file
+/// DCMTK has just written without it. PixelData (7FE0,0010) has the highest tag of the data set,
+/// so appending it keeps the elements in order. The frames are packed and written one piece at
+/// a time: no buffer of the whole value (hundreds of MB for 100+ segments), and a stop request
+/// is seen between pieces. Returns "cancelled" on a stop request; the caller removes the file.
+Status append_pixel_data(const std::filesystem::path& path, const LabelMap& labels,
+                         const std::vector<SegFrame>& frames, std::uint64_t size,
+                         const std::stop_token& stop) {
     const Geometry& g = labels.geometry;
-    const std::uint64_t size = detail::packed_size(frames.size(), g.dims[1], g.dims[0]);
-    if (size >= std::numeric_limits<Uint32>::max()) {
-        return Error{"SEG pixel data of " + std::to_string(size) +
-                     " bytes exceed the 4 GiB limit of an uncompressed value"};
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "ab"),
+                                                         &std::fclose);
+    if (!file) {
+        return Error{"cannot open " + path.string() +
+                     " to append PixelData: " + std::generic_category().message(errno)};
     }
-    auto pixels = std::make_unique<DcmPixelData>(DCM_PixelData);
-    OFCondition cond = pixels->setVR(EVR_OB);
-    Uint8* buffer = nullptr;
-    if (cond.good()) {
-        cond = pixels->createUint8Array(static_cast<Uint32>(size), buffer);
+    const auto length = static_cast<std::uint32_t>(size);
+    // (7FE0,0010) OB, 2 reserved bytes, 32-bit length; all little endian.
+    const std::uint8_t header[12] = {0xE0,
+                                     0x7F,
+                                     0x10,
+                                     0x00,
+                                     'O',
+                                     'B',
+                                     0,
+                                     0,
+                                     static_cast<std::uint8_t>(length),
+                                     static_cast<std::uint8_t>(length >> 8U),
+                                     static_cast<std::uint8_t>(length >> 16U),
+                                     static_cast<std::uint8_t>(length >> 24U)};
+    const auto write_error = [&] {
+        return Error{"cannot write PixelData to " + path.string() + ": " +
+                     std::generic_category().message(errno)};
+    };
+    if (std::fwrite(header, 1, sizeof header, file.get()) != sizeof header) {
+        return write_error();
     }
-    if (cond.bad() || buffer == nullptr) {
-        return condition_error("cannot allocate " + std::to_string(size) + " bytes of PixelData",
-                               cond);
+    const std::size_t frame_bits = g.dims[0] * g.dims[1];
+    const std::size_t per_piece = frames_per_piece(frame_bits);
+    std::vector<std::uint8_t> piece((per_piece * frame_bits + 7) / 8);
+    std::uint64_t written = 0;
+    for (std::size_t first = 0; first < frames.size(); first += per_piece) {
+        if (stop.stop_requested()) {
+            return Error{cancelled_message};
+        }
+        const std::size_t count = std::min(per_piece, frames.size() - first);
+        const std::size_t bytes = (count * frame_bits + 7) / 8;
+        detail::pack_frame_range(labels, frames, first, count, piece.data(), bytes);
+        if (std::fwrite(piece.data(), 1, bytes, file.get()) != bytes) {
+            return write_error();
+        }
+        written += bytes;
     }
-    detail::pack_frames(labels, frames, buffer, size);
-    cond = dataset.insert(pixels.get(), OFTrue);
-    if (cond.bad()) {
-        return condition_error("cannot insert PixelData", cond);
+    // Padding to the even length of the value.
+    for (; written < size; ++written) {
+        if (std::fputc(0, file.get()) == EOF) {
+            return write_error();
+        }
     }
-    pixels.release(); // owned by the data set now
+    if (std::fflush(file.get()) != 0) {
+        return write_error();
+    }
+    if (std::fclose(file.release()) != 0) {
+        return write_error();
+    }
     return ok_status();
 }
 
@@ -361,8 +409,7 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
                                 const std::filesystem::path& out_file) {
     // Everything that can be refused is checked before a byte is written.
     const Geometry& g = source.volume.geometry;
-    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "content label");
-        !s) {
+    if (Status s = detail::check_writer_inputs(g, labels, segments, options, "content label"); !s) {
         return s.error();
     }
     if (Status s = check_image_size(g); !s) {
@@ -378,8 +425,18 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
     if (Status s = check_segment_codes(segments); !s) {
         return s.error();
     }
+    const std::stop_token& stop = options.stop;
+    const auto cancelled = [] { return Error{cancelled_message}; };
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
 
-    const detail::LabelCensus census = detail::take_census(labels);
+    // One pass over the label map: which labels occur in which slices and rows. Everything
+    // after it works per segment on those slices and rows only.
+    const detail::LabelCensus census = detail::take_census(labels, 0, stop);
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
     std::array<const SegmentInfo*, 256> declared{};
     for (const SegmentInfo& s : segments) {
         declared[s.label] = &s;
@@ -465,6 +522,9 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
         return s.error();
     }
     for (std::size_t i = 0; i < kept.size(); ++i) {
+        if (stop.stop_requested()) {
+            return cancelled();
+        }
         auto item = append_item(ds, DCM_SegmentSequence);
         if (!item) {
             return item.error();
@@ -492,6 +552,9 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
     // look the sequence up again for each of possibly thousands of frames.
     auto per_frame = std::make_unique<DcmSequenceOfItems>(DCM_PerFrameFunctionalGroupsSequence);
     for (const SegFrame& f : frames) {
+        if (stop.stop_requested()) {
+            return cancelled();
+        }
         auto item = std::make_unique<DcmItem>();
         if (Status s = put_frame(*item, f, slice_refs[f.slice], source_sop_class); !s) {
             return s.error();
@@ -509,10 +572,21 @@ Result<WrittenObject> write_seg(const LoadedSeries& source, const LabelMap& labe
     if (Status s = put_referenced_series(ds, source, source_sop_class); !s) {
         return s.error();
     }
-    if (Status s = put_pixel_data(ds, labels, frames); !s) {
+    const std::uint64_t pixel_bytes = detail::packed_size(frames.size(), g.dims[1], g.dims[0]);
+    if (pixel_bytes >= std::numeric_limits<Uint32>::max()) {
+        return Error{"SEG pixel data of " + std::to_string(pixel_bytes) +
+                     " bytes exceed the 4 GiB limit of an uncompressed value"};
+    }
+    if (stop.stop_requested()) {
+        return cancelled();
+    }
+    // The data set goes to the file without PixelData, which is then appended piece by piece.
+    if (Status s = detail::write_dicom_file(file, out_file); !s) {
         return s.error();
     }
-    if (Status s = detail::write_dicom_file(file, out_file); !s) {
+    if (Status s = append_pixel_data(out_file, labels, frames, pixel_bytes, stop); !s) {
+        std::error_code ec;
+        std::filesystem::remove(out_file, ec); // no partial object left behind
         return s.error();
     }
 

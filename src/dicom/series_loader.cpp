@@ -43,8 +43,10 @@ unsigned worker_count(const LoadOptions& options, std::size_t jobs) {
 }
 
 /// Runs job(i) for every i in [0, n) on `threads` threads and stops early after a failure;
-/// returns the error of the lowest failing index (deterministic for a given input).
-template <class Job> Status parallel_for(std::size_t n, unsigned threads, Job job) {
+/// returns the error of the lowest failing index (deterministic for a given input). A stop
+/// request ends it as well: no worker takes a further index, and the result is "cancelled".
+template <class Job>
+Status parallel_for(std::size_t n, unsigned threads, const std::stop_token& stop, Job job) {
     std::atomic<std::size_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex mutex;
@@ -52,6 +54,10 @@ template <class Job> Status parallel_for(std::size_t n, unsigned threads, Job jo
     Error error;
     auto work = [&] {
         for (std::size_t i = next++; i < n && !failed; i = next++) {
+            if (stop.stop_requested()) {
+                failed = true;
+                break;
+            }
             Status status;
             try {
                 status = job(i);
@@ -78,6 +84,9 @@ template <class Job> Status parallel_for(std::size_t n, unsigned threads, Job jo
         for (unsigned t = 0; t < threads; ++t) {
             pool.emplace_back(work);
         }
+    }
+    if (stop.stop_requested()) {
+        return Error{cancelled_message};
     }
     if (error_index < n) {
         return error;
@@ -210,7 +219,8 @@ std::string condition_text(const OFCondition& cond) {
 
 /// Decodes the frames of one instance into their slices of `volume`.
 Status decode_instance(const InstanceHeader& h, const std::vector<Target>& targets,
-                       CtVolume& volume, std::atomic<std::size_t>& clamped) {
+                       CtVolume& volume, std::atomic<std::size_t>& clamped,
+                       const std::stop_token& stop) {
     const std::string name = h.file.string();
     DcmFileFormat ff;
     OFCondition cond =
@@ -251,6 +261,9 @@ Status decode_instance(const InstanceHeader& h, const std::vector<Target>& targe
     Uint32 start_fragment = 0;
     OFString colour_model;
     for (const Target& target : targets) {
+        if (stop.stop_requested()) {
+            return Error{cancelled_message};
+        }
         const FrameHeader& frame = h.frames[target.frame_index];
         cond = pixel_data->getUncompressedFrame(ds, frame.frame, start_fragment, buffer.data(),
                                                 buffer_bytes, colour_model, &cache);
@@ -360,12 +373,15 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
     if (files.empty()) {
         return Error{"no files to load"};
     }
+    if (options.stop.stop_requested()) {
+        return Error{cancelled_message};
+    }
     const auto started = std::chrono::steady_clock::now();
     const unsigned threads = worker_count(options, files.size());
 
     // Pass 1: headers.
     std::vector<detail::HeaderRead> reads(files.size());
-    if (auto status = parallel_for(files.size(), threads,
+    if (auto status = parallel_for(files.size(), threads, options.stop,
                                    [&](std::size_t i) -> Status {
                                        auto read = detail::read_instance_header(files[i]);
                                        if (!read) {
@@ -484,10 +500,13 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
     std::mutex progress_mutex;
     std::size_t done = 0;
     const auto checked = std::chrono::steady_clock::now();
-    if (auto status = parallel_for(instances.size(), threads,
+    if (options.stop.stop_requested()) {
+        return Error{cancelled_message};
+    }
+    if (auto status = parallel_for(instances.size(), threads, options.stop,
                                    [&](std::size_t i) -> Status {
                                        auto s = decode_instance(instances[i], targets[i],
-                                                                out.volume, clamped);
+                                                                out.volume, clamped, options.stop);
                                        if (s && options.progress) {
                                            const std::lock_guard lock(progress_mutex);
                                            options.progress(++done, instances.size());
@@ -495,6 +514,9 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
                                        return s;
                                    });
         !status) {
+        if (options.stop.stop_requested()) {
+            return Error{cancelled_message};
+        }
         return Error{series_text + ": " + status.error().message};
     }
 

@@ -119,6 +119,49 @@ TEST(SegPacking, MatchesBitByBitReferenceOnRandomLabels) {
     }
 }
 
+TEST(SegPacking, CensusRowSpansBoundEachLabelPerSlice) {
+    LabelMap labels = label_map(9, 8, 3);
+    labels.at(2, 1, 0) = 5;
+    labels.at(8, 6, 0) = 5;
+    labels.at(0, 3, 2) = 255;
+    const auto census = detail::take_census(labels, 2);
+    EXPECT_TRUE(census.anywhere[5]);
+    EXPECT_TRUE(census.anywhere[255]);
+    EXPECT_FALSE(census.anywhere[1]);
+    EXPECT_EQ(census.rows[0][5].begin, 1U);
+    EXPECT_EQ(census.rows[0][5].end, 7U);
+    EXPECT_TRUE(census.rows[1][5].empty());
+    EXPECT_EQ(census.rows[2][255].begin, 3U);
+    EXPECT_EQ(census.rows[2][255].end, 4U);
+    const auto frames = detail::plan_frames(census, {5, 255});
+    ASSERT_EQ(frames.size(), 2U);
+    EXPECT_EQ(frames[0].row_begin, 1U);
+    EXPECT_EQ(frames[0].row_end, 7U);
+    EXPECT_EQ(frames[1].segment, 2);
+}
+
+TEST(SegPacking, PiecesOfEightFramesConcatenateToTheWholeStream) {
+    // 13 x 7 = 91 bits per frame: only multiples of 8 frames start on a byte boundary. The
+    // writer appends PixelData piece by piece; the pieces must give pack_frames' stream.
+    LabelMap labels = label_map(13, 7, 9);
+    std::mt19937 rng(11);
+    for (auto& v : labels.voxels) {
+        v = static_cast<std::uint8_t>(rng() % 10 < 6 ? 0 : 1 + rng() % 4);
+    }
+    const auto frames = detail::plan_frames(detail::take_census(labels), {1, 2, 3, 4});
+    ASSERT_GT(frames.size(), 16U);
+    const auto whole = pack(labels, {1, 2, 3, 4});
+    std::vector<std::uint8_t> joined;
+    for (std::size_t first = 0; first < frames.size(); first += 8) {
+        const std::size_t count = std::min<std::size_t>(8, frames.size() - first);
+        std::vector<std::uint8_t> piece((count * 91 + 7) / 8, 0x55);
+        detail::pack_frame_range(labels, frames, first, count, piece.data(), piece.size());
+        joined.insert(joined.end(), piece.begin(), piece.end());
+    }
+    joined.resize(whole.size(), 0); // the even-length padding
+    EXPECT_EQ(joined, whole);
+}
+
 // ------------------------------------------------------------------------------ CIELab
 
 TEST(SegColour, WhiteIsL100AndNeutral) {

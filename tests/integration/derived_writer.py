@@ -42,6 +42,18 @@ def edge_touching(dims):
     return mask
 
 
+def many_label_mask(series_dir, labels, dims):
+    """The synthetic map of tests/phantom/label_maps.hpp with labels 1..`labels` (seed 1) on the
+    geometry of `series_dir`, as the tool makes it (--rule labels:N --save-mask). Shape
+    (k, j, i)."""
+    raw = Path(series_dir).with_suffix(f".labels{labels}.raw")
+    proc = run_tool("--series", series_dir, "--rule", f"labels:{labels}", "--save-mask", raw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"segnode-test-write-derived --save-mask failed: {proc.stderr}")
+    nx, ny, nz = dims
+    return np.fromfile(raw, dtype=np.uint8).reshape(nz, ny, nx)
+
+
 class DerivedWriterTestCase(unittest.TestCase):
     """Subclasses set `kind` ("seg" or "rtstruct") and `accepted_warnings` (dciodvfy warning
     substrings, each explained in docs/seg_rtstruct.md)."""

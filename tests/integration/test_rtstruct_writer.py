@@ -21,7 +21,8 @@ import pydicom
 from harness import SEGNODE_TEST_DATA, generate_series
 from rtstruct_reader import (dice, load_slices, rasterise_roi, read_rtstruct, signed_area,
                              slice_of_contour)
-from derived_writer import CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching
+from derived_writer import (CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching,
+                            many_label_mask)
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
@@ -246,6 +247,25 @@ class RtstructWriterTest(DerivedWriterTestCase):
     def test_many_small_islands(self):
         rt, mask, _, _ = self.round_trip("islands", islands, rows=61, cols=67, slices=3)
         self.assertGreater(sum(len(r.contours) for r in rt.rois.values()), 1000)
+
+    def test_117_labels_512x512(self):
+        """117 labels on 512 x 512 x 60 (tests/phantom/label_maps.hpp): one ROI per label,
+        every ROI rasterised back exactly (check_masks), holes of the hollow ones included."""
+        name = "many117"
+        rt, mask, result, _ = self.round_trip(
+            name, lambda dims: many_label_mask(self.tmp / name, 117, dims),
+            rows=512, cols=512, slices=60)
+        self.assertEqual(sorted(rt.rois), list(range(1, 118)))
+        self.assertEqual(result["notes"], [])
+        print(f"  117 labels on 512 x 512 x 60: {result['contours']} contours, "
+              f"write_rtstruct {result['seconds']:.3f} s")
+
+    def test_255_labels_every_label_present(self):
+        name = "many255"
+        rt, _, _, _ = self.round_trip(
+            name, lambda dims: many_label_mask(self.tmp / name, 255, dims),
+            rows=64, cols=72, slices=24)
+        self.assertEqual(sorted(rt.rois), list(range(1, 256)))
 
     def test_full_field_body_512(self):
         info_dims = [512, 512, 2]

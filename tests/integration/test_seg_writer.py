@@ -16,7 +16,8 @@ import numpy as np
 import pydicom
 
 from harness import SEGNODE_TEST_DATA, generate_series
-from derived_writer import CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching
+from derived_writer import (CT_IMAGE_STORAGE, DerivedWriterTestCase, edge_touching,
+                            many_label_mask)
 from seg_reader import SegObject, SourceSlice, source_slices
 
 SOURCE_IMAGE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
@@ -180,6 +181,29 @@ class SegWriterTest(SegTestBase):
     def test_many_small_islands(self):
         seg, mask, _ = self.round_trip("islands", islands, rows=61, cols=67, slices=5)
         self.assertGreater(int((mask != 0).sum()), 500)
+
+    def test_117_labels_512x512(self):
+        """A TotalSegmentator-sized label map: 117 labels (boxes, ellipsoids, hollow ones, many
+        on the same slices, some overlapping) on 512 x 512 x 60. Every segment's frames decode
+        to exactly its mask (round_trip), one segment per label."""
+        name = "many117"
+        seg, mask, result = self.round_trip(
+            name, lambda dims: many_label_mask(self.tmp / name, 117, dims),
+            rows=512, cols=512, slices=60)
+        self.assertEqual(len(seg.segments), 117)
+        self.assertEqual(sorted(int(v) for v in np.unique(mask) if v), list(range(1, 118)))
+        self.assertEqual(result["notes"], [])
+        print(f"  117 labels on 512 x 512 x 60: {seg.number_of_frames} frames, "
+              f"write_seg {result['seconds']:.3f} s")
+
+    def test_255_labels_every_label_present(self):
+        """Every label 1..255 declared and present (small volume): 255 segments, exact."""
+        name = "many255"
+        seg, mask, _ = self.round_trip(
+            name, lambda dims: many_label_mask(self.tmp / name, 255, dims),
+            rows=64, cols=72, slices=24)
+        self.assertEqual(len(seg.segments), 255)
+        self.assertEqual(sorted(int(v) for v in np.unique(mask) if v), list(range(1, 256)))
 
     def test_odd_frame_bits_multiframe_stream(self):
         # 7 x 9 = 63 bits per frame: every frame after the first starts inside a byte.

@@ -4,10 +4,13 @@
 //
 //   segnode-test-write-derived --series DIR --info
 //       prints the loaded geometry and the SOP Instance UIDs in slice order (k = 0 ...)
-//   segnode-test-write-derived --series DIR --out FILE [--mask FILE.raw | --rule hu-above:-500]
-//       [--segments 1,2,3] [--uid-root R] [--series-number N] [--series-description S]
-//       [--algorithm NAME] [--now EPOCH_SECONDS]
-//       writes SEG; the mask is uint8 in the volume's index order (i fastest, then j, then k)
+//   segnode-test-write-derived --series DIR --out FILE [--mask FILE.raw | --rule hu-above:-500
+//       | --rule labels:N] [--save-mask FILE.raw] [--segments 1,2,3] [--uid-root R]
+//       [--series-number N] [--series-description S] [--algorithm NAME] [--now EPOCH_SECONDS]
+//       writes SEG; the mask is uint8 in the volume's index order (i fastest, then j, then k);
+//       labels:N is the synthetic map of tests/phantom/label_maps.hpp with labels 1..N (seed 1),
+//       --save-mask writes the label map used (for the reader to compare against); without
+//       --out and --rtstruct that is all the tool does
 //   ... [--out FILE] [--rtstruct FILE] ...
 //       --rtstruct writes an RTSTRUCT from the same label map (alone, or besides the SEG);
 //       its result is the "rtstruct" member of the JSON
@@ -15,6 +18,7 @@
 // Segments: label 1 "Body", 2 "Lung", 3 "Bone" with real SNOMED CT codes, other labels a
 // generic "Segment N" tissue. --segments declares which labels are segments (default: every
 // label value found in the mask). Prints one JSON object; errors go to stderr, exit code 2.
+#include "label_maps.hpp"
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
     std::string rtstruct_file;
     std::string mask_file;
     std::string rule;
+    std::string save_mask;
     std::string segment_list;
     bool info = false;
     long long now_seconds = -1;
@@ -107,7 +112,9 @@ int main(int argc, char** argv) {
     app.add_option("--out", out_file, "Output file");
     app.add_option("--rtstruct", rtstruct_file, "RTSTRUCT output file");
     app.add_option("--mask", mask_file, "uint8 label map in index order");
-    app.add_option("--rule", rule, "hu-above:T (label 1 where HU > T)");
+    app.add_option("--rule", rule,
+                   "hu-above:T (label 1 where HU > T) or labels:N (synthetic map, labels 1..N)");
+    app.add_option("--save-mask", save_mask, "Write the label map used (uint8, index order)");
     app.add_option("--segments", segment_list, "Comma-separated labels to declare");
     app.add_option("--uid-root", options.uid_root, "UID root");
     app.add_option("--series-number", options.series_number, "SeriesNumber");
@@ -133,8 +140,8 @@ int main(int argc, char** argv) {
         std::cout << geometry_json(*series).dump() << std::endl;
         return 0;
     }
-    if (out_file.empty() && rtstruct_file.empty()) {
-        std::cerr << "--out or --rtstruct is required unless --info\n";
+    if (out_file.empty() && rtstruct_file.empty() && save_mask.empty()) {
+        std::cerr << "--out, --rtstruct or --save-mask is required unless --info\n";
         return exit_error;
     }
 
@@ -152,9 +159,30 @@ int main(int argc, char** argv) {
         for (std::size_t n = 0; n < labels.voxels.size(); ++n) {
             labels.voxels[n] = series->volume.voxels[n] > threshold ? 1 : 0;
         }
+    } else if (rule.rfind("labels:", 0) == 0) {
+        const int count = std::stoi(rule.substr(7));
+        if (count < 1 || count > 255) {
+            std::cerr << "labels:N needs N in 1..255\n";
+            return exit_error;
+        }
+        const auto& d = labels.geometry.dims;
+        labels.voxels =
+            segnode::phantom::many_label_map(d[0], d[1], d[2], static_cast<unsigned>(count));
     } else {
-        std::cerr << "give --mask FILE or --rule hu-above:T\n";
+        std::cerr << "give --mask FILE or --rule hu-above:T or --rule labels:N\n";
         return exit_error;
+    }
+    if (!save_mask.empty()) {
+        std::ofstream out(save_mask, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(labels.voxels.data()),
+                  static_cast<std::streamsize>(labels.voxels.size()));
+        if (!out.flush()) {
+            std::cerr << save_mask << ": cannot write the label map\n";
+            return exit_error;
+        }
+        if (out_file.empty() && rtstruct_file.empty()) {
+            return 0; // only the label map was asked for
+        }
     }
 
     std::set<int> declared;

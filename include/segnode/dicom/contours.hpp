@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ struct ContourOptions {
     std::size_t max_points = 0;
     /// extract_volume_contours: worker threads; 0: hardware threads, at most 4.
     unsigned threads = 0;
+    /// extract_volume_contours: once stop is requested the workers take no further slice and
+    /// the result is incomplete (the caller checks the token).
+    std::stop_token stop;
 };
 
 /// Contours of the pixels of `slice` (width * height values, row-major: x fastest) equal to

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct DerivedObjectOptions {
     std::string manufacturer = "segnode";
     /// Content/instance creation date and time; empty: now. Tests set it for stable output.
     std::optional<std::chrono::system_clock::time_point> now;
+    /// Cancellation: the writers look at it between slices, segments and frames (and between
+    /// pieces of the SEG PixelData being written); once stop is requested they return
+    /// Error{cancelled_message} ("cancelled") and leave no output file behind.
+    std::stop_token stop;
 };
 
 /// What a writer produced.

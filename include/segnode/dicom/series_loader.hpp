@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,15 @@ struct LoadOptions {
     /// Refuse volumes with more voxels than this after reading the headers, before any pixel
     /// data is read (a guard against exhausting memory); 0: no limit.
     std::size_t max_voxels = 0;
+    /// Cancellation: looked at before each file (and each frame of a multi-frame file) in
+    /// both passes, in every worker thread; once stop is requested the workers take no further
+    /// file and load_series returns Error{cancelled_message}.
+    std::stop_token stop;
 };
+
+/// The message of the Error that load_series and the SEG/RTSTRUCT writers return when their
+/// stop token was triggered.
+inline constexpr const char* cancelled_message = "cancelled";
 
 struct LoadedSeries {
     CtVolume volume;                            ///< HU (rescaled), clamped to int16
