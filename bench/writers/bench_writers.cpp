@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
     std::vector<segnode::SegmentInfo> segments;
     const bool many = label_count > 3;
     if (many) {
-        labels.voxels = segnode::phantom::many_label_map(d[0], d[1], d[2], label_count);
+        labels.voxels =
+            segnode::to_buffer(segnode::phantom::many_label_map(d[0], d[1], d[2], label_count));
         std::vector<std::size_t> counts(256, 0);
         for (const std::uint8_t v : labels.voxels) {
             ++counts[v];

@@ -110,8 +110,7 @@ Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow
     options.algorithm_name = algo.name();
     options.algorithm_version = algo.info().version;
     options.manufacturer = ctx.config.output.manufacturer;
-    // STOP-TOKEN-WIRING: when dicom::DerivedObjectOptions has its stop token:
-    // options.stop = stop;
+    options.stop = stop;
     const std::string name(to_string(kind));
     const auto tmp = ctx.workdir.tmp_dir() / ("job-" + std::to_string(job.id) + "-" + name + ".dcm");
     auto written = kind == OutputKind::Seg
@@ -253,8 +252,7 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         load_options.threads = ctx.config.jobs.algorithm_threads;
         load_options.max_voxels =
             static_cast<std::size_t>(ctx.config.jobs.max_volume_mb) * 1024 * 1024 / 2;
-        // STOP-TOKEN-WIRING: when dicom::LoadOptions has its stop token:
-        // load_options.stop = stop;
+        load_options.stop = stop;
         auto t = std::chrono::steady_clock::now();
         auto loaded = dicom::load_series(files, load_options);
         if (!loaded) {

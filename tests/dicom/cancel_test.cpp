@@ -127,7 +127,8 @@ TEST_F(Large, PreStoppedWritersWriteNothing) {
     auto series = load_series_dir(series_dir());
     ASSERT_TRUE(series.ok()) << series.error().message;
     const auto& d = series->volume.geometry.dims;
-    LabelMap labels{series->volume.geometry, phantom::many_label_map(d[0], d[1], d[2], 117)};
+    LabelMap labels{series->volume.geometry,
+                    segnode::to_buffer(phantom::many_label_map(d[0], d[1], d[2], 117))};
     std::stop_source source;
     source.request_stop();
     DerivedObjectOptions options;
@@ -168,7 +169,8 @@ TEST_F(Large, StopDuringA117SegmentWriteRemovesTheFile) {
     auto series = load_series_dir(series_dir());
     ASSERT_TRUE(series.ok()) << series.error().message;
     const auto& d = series->volume.geometry.dims;
-    LabelMap labels{series->volume.geometry, phantom::many_label_map(d[0], d[1], d[2], 117)};
+    LabelMap labels{series->volume.geometry,
+                    segnode::to_buffer(phantom::many_label_map(d[0], d[1], d[2], 117))};
     const auto segments = tissue_segments(117);
     // Several delays: the SEG takes ~0.5 s and the RTSTRUCT ~1 s here; whichever point each
     // request lands on, the call returns "cancelled" promptly and leaves no file (or, when it

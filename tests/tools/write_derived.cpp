@@ -166,8 +166,8 @@ int main(int argc, char** argv) {
             return exit_error;
         }
         const auto& d = labels.geometry.dims;
-        labels.voxels =
-            segnode::phantom::many_label_map(d[0], d[1], d[2], static_cast<unsigned>(count));
+        labels.voxels = segnode::to_buffer(
+            segnode::phantom::many_label_map(d[0], d[1], d[2], static_cast<unsigned>(count)));
     } else {
         std::cerr << "give --mask FILE or --rule hu-above:T or --rule labels:N\n";
         return exit_error;

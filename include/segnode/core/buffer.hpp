@@ -57,4 +57,9 @@ public:
 /// The buffer type of volumes and label maps (core/volume.hpp).
 template <class T> using Buffer = std::vector<T, PrefaultAllocator<T>>;
 
+/// A copy of `values` in a Buffer (for data made by code that knows nothing of Buffer).
+template <class T> Buffer<T> to_buffer(const std::vector<T>& values) {
+    return Buffer<T>(values.begin(), values.end());
+}
+
 } // namespace segnode
