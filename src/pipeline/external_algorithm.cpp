@@ -1,6 +1,7 @@
 #include "segnode/pipeline/external_algorithm.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -144,6 +145,14 @@ std::string expand(const std::string& arg, const std::map<std::string, std::stri
         out += ch;
     }
     return out;
+}
+
+/// True when the file has the "DICM" prefix of a DICOM file (PS3.10) after its preamble.
+bool has_dicom_preamble(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::array<char, 132> head{};
+    in.read(head.data(), head.size());
+    return in.gcount() == 132 && std::string_view(head.data() + 128, 4) == "DICM";
 }
 
 /// The one file matching a name with at most one '*' in its last component.
@@ -469,6 +478,12 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
         }
         std::sort(files.begin(), files.end());
         for (const fs::path& file : files) {
+            if (!has_dicom_preamble(file)) {
+                // Programs leave logs, JSON and the like beside their objects.
+                outcome.notes.push_back("ignored " + file.lexically_relative(paths.out_dir).string() +
+                                        " (not a DICOM file)");
+                continue;
+            }
             auto inspected = dicom::inspect_derived_object(file);
             if (!inspected) {
                 return Error{"output " + file.filename().string() + ": " +

@@ -515,7 +515,7 @@ class Jobs(ExternalTestCase):
             name = "mercure_body"
             version = "1.0"
             layout = "mercure"
-            command = ["/bin/sh", "-c", "test -f \\"$MERCURE_IN_DIR/task.json\\" && exec {SEGNODE_BIN} run --algorithm body --input \\"$MERCURE_IN_DIR\\" --output \\"$MERCURE_OUT_DIR\\" --format both && rm \\"$MERCURE_OUT_DIR/segments.json\\""]
+            command = ["/bin/sh", "-c", "test -f \\"$MERCURE_IN_DIR/task.json\\" && exec {SEGNODE_BIN} run --algorithm body --input \\"$MERCURE_IN_DIR\\" --output \\"$MERCURE_OUT_DIR\\" --format both"]
             """)
         node = self.pipeline_node(dest, "mercure_body", self.algorithms_dir(entry))
         series = self.series(rows=64, cols=56, slices=12)
@@ -529,6 +529,8 @@ class Jobs(ExternalTestCase):
             self.assertEqual(ds.StudyInstanceUID, series["study_uid"])
         kinds = sorted(r[0] for r in node.query("SELECT kind FROM job_outputs"))
         self.assertEqual(kinds, ["rtstruct", "seg"])
+        log = (node.workdir / "jobs" / str(job["id"]) / "job.log").read_text()
+        self.assertIn("ignored segments.json (not a DICOM file)", log)
 
     def test_dicom_output_of_another_series_is_refused(self):
         dest = self.dest()
@@ -547,10 +549,10 @@ class Jobs(ExternalTestCase):
         self.send(node, series["files"])
         [job] = self.wait_jobs(node, ("done", "failed"))
         self.assertEqual(job["state"], "failed", job)
-        # seg.dcm sorts first: its reference to the other series is what the job reports.
-        self.assertIn("output seg.dcm: ", job["error"])
-        self.assertIn(other["series_uid"], job["error"])
-        self.assertIn(series["series_uid"], job["error"])
+        # seg.dcm belongs to the other series' study: the first mismatch is reported.
+        self.assertIn("output seg.dcm: SEG ", job["error"])
+        self.assertIn(f"belongs to study {other['study_uid']}, expected {series['study_uid']}",
+                      job["error"])
         self.assertEqual(dest.files(), [], "nothing was sent")
 
 
