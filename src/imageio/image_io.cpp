@@ -293,7 +293,26 @@ Status widen_component(IOComponentEnum type, const void* raw, const Geometry& ge
     }
 }
 
-Result<WideLabelMap> read_label_image_impl(const fs::path& path) {
+/// A wide label map narrowed to 0..255; the first larger value is named with its voxel.
+Result<LabelMap> narrow(const WideLabelMap& wide, const std::string& name) {
+    LabelMap out;
+    out.geometry = wide.geometry;
+    out.voxels.resize(wide.voxels.size());
+    for (std::size_t n = 0; n < wide.voxels.size(); ++n) {
+        const std::uint16_t v = wide.voxels[n];
+        if (v > 255) {
+            const auto& d = wide.geometry.dims;
+            return Error{name + ": value " + std::to_string(v) + " at voxel (" +
+                         std::to_string(n % d[0]) + ", " + std::to_string((n / d[0]) % d[1]) +
+                         ", " + std::to_string(n / (d[0] * d[1])) +
+                         ") is above 255; segment labels are 1..255"};
+        }
+        out.voxels[n] = static_cast<std::uint8_t>(v);
+    }
+    return out;
+}
+
+template <class Map> Result<Map> read_label_image_impl(const fs::path& path) {
     const std::string name = path.string();
     const auto format = format_of(path);
     if (!format) {
@@ -331,7 +350,7 @@ Result<WideLabelMap> read_label_image_impl(const fs::path& path) {
                      " components per voxel; a label image has one"};
     }
 
-    WideLabelMap labels;
+    Map labels;
     Geometry& g = labels.geometry;
     for (unsigned a = 0; a < 3; ++a) {
         g.dims[a] = io->GetDimensions(a);
@@ -358,28 +377,38 @@ Result<WideLabelMap> read_label_image_impl(const fs::path& path) {
         return Error{name + ": " + std::to_string(bytes) + " bytes of voxel data for " +
                      std::to_string(count) + " voxels"};
     }
-    labels.voxels.resize(count); // prefaulted in one pass (core/buffer.hpp)
     const IOComponentEnum type = io->GetComponentType();
-    if (type == IOComponentEnum::USHORT) {
-        io->Read(labels.voxels.data()); // already the target type: no copy, nothing to check
+    if constexpr (std::is_same_v<Map, LabelMap>) {
+        if (type != IOComponentEnum::UCHAR) {
+            auto wide = read_label_image_impl<WideLabelMap>(path);
+            return wide ? narrow(*wide, name) : Result<LabelMap>(wide.error());
+        }
+        labels.voxels.resize(count); // prefaulted in one pass (core/buffer.hpp)
+        io->Read(labels.voxels.data()); // uint8: read in place, every value is a valid label
+        return labels;
+    } else {
+        labels.voxels.resize(count); // prefaulted in one pass (core/buffer.hpp)
+        if (type == IOComponentEnum::USHORT) {
+            io->Read(labels.voxels.data()); // already the target type: no copy, nothing to check
+            return labels;
+        }
+        // Values of one or two bytes are read into the label buffer itself and widened in place
+        // (one byte: into its upper half, widened front to back, so each value is read before
+        // its bytes are overwritten); wider values need a buffer of their own.
+        Buffer<unsigned char> wide_raw;
+        unsigned char* raw = reinterpret_cast<unsigned char*>(labels.voxels.data());
+        if (io->GetComponentSize() == 1) {
+            raw += count;
+        } else if (io->GetComponentSize() > 2) {
+            wide_raw.resize(bytes);
+            raw = wide_raw.data();
+        }
+        io->Read(raw);
+        if (auto status = widen_component(type, raw, g, labels.voxels, name); !status) {
+            return status.error();
+        }
         return labels;
     }
-    // Values of one or two bytes are read into the label buffer itself and widened in place
-    // (one byte: into its upper half, widened front to back, so each value is read before
-    // its bytes are overwritten); wider values need a buffer of their own.
-    Buffer<unsigned char> wide_raw;
-    unsigned char* raw = reinterpret_cast<unsigned char*>(labels.voxels.data());
-    if (io->GetComponentSize() == 1) {
-        raw += count;
-    } else if (io->GetComponentSize() > 2) {
-        wide_raw.resize(bytes);
-        raw = wide_raw.data();
-    }
-    io->Read(raw);
-    if (auto status = widen_component(type, raw, g, labels.voxels, name); !status) {
-        return status.error();
-    }
-    return labels;
 }
 
 // ------------------------------------------------------------------ resampling
@@ -428,7 +457,7 @@ Status write_labels(const LabelMap& labels, const std::filesystem::path& path,
 
 Result<WideLabelMap> read_label_image(const std::filesystem::path& path) {
     try {
-        return read_label_image_impl(path);
+        return read_label_image_impl<WideLabelMap>(path);
     } catch (const itk::ExceptionObject& e) {
         return Error{path.string() + ": cannot read: " + e.GetDescription()};
     } catch (const std::exception& e) {
@@ -468,6 +497,16 @@ WideLabelMap resample_nearest(const WideLabelMap& labels, const Geometry& target
     std::memcpy(out.voxels.data(), result->GetBufferPointer(),
                 out.voxels.size() * sizeof(std::uint16_t));
     return out;
+}
+
+Result<LabelMap> read_label_map(const std::filesystem::path& path) {
+    try {
+        return read_label_image_impl<LabelMap>(path);
+    } catch (const itk::ExceptionObject& e) {
+        return Error{path.string() + ": cannot read: " + e.GetDescription()};
+    } catch (const std::exception& e) {
+        return Error{path.string() + ": cannot read: " + e.what()};
+    }
 }
 
 } // namespace segnode::imageio

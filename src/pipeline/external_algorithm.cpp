@@ -190,10 +190,10 @@ Result<fs::path> resolve_output(const fs::path& pattern) {
 }
 
 /// A label file read back onto the source grid (resampled when allowed).
-Result<WideLabelMap> read_on_grid(const fs::path& file, const Geometry& source,
-                                  const ExternalAlgorithmConfig& config,
-                                  std::vector<std::string>& notes) {
-    auto read = imageio::read_label_image(file);
+Result<LabelMap> read_on_grid(const fs::path& file, const Geometry& source,
+                              const ExternalAlgorithmConfig& config,
+                              std::vector<std::string>& notes) {
+    auto read = imageio::read_label_map(file);
     if (!read) {
         return read.error();
     }
@@ -206,23 +206,28 @@ Result<WideLabelMap> read_on_grid(const fs::path& file, const Geometry& source,
         notes.push_back("resampled " + file.filename().string() + " (" +
                         imageio::describe(read->geometry) + ") onto the source grid (" +
                         imageio::describe(source) + ")");
-        return imageio::resample_nearest(*read, source);
+        WideLabelMap wide{read->geometry,
+                          Buffer<std::uint16_t>(read->voxels.begin(), read->voxels.end())};
+        const WideLabelMap resampled = imageio::resample_nearest(wide, source);
+        LabelMap out{source, Buffer<std::uint8_t>(resampled.voxels.size())};
+        std::transform(resampled.voxels.begin(), resampled.voxels.end(), out.voxels.begin(),
+                       [](std::uint16_t v) { return static_cast<std::uint8_t>(v); });
+        return out;
     }
-    WideLabelMap out = std::move(*read);
-    out.geometry = source; // within tolerance: take the source's exact geometry
-    return out;
+    read->geometry = source; // within tolerance: take the source's exact geometry
+    return std::move(*read);
 }
 
-/// Narrows a read label map to the declared labels.
-Result<LabelMap> check_labels(const WideLabelMap& wide, const std::vector<SegmentInfo>& segments,
-                              const ExternalAlgorithmConfig& config,
-                              std::vector<std::string>& notes) {
-    std::vector<bool> declared(65536, false);
+/// Checks that only declared labels occur; with undeclared_labels = "ignore" the others are
+/// set to background (in place).
+Status check_labels(LabelMap& labels, const std::vector<SegmentInfo>& segments,
+                    const ExternalAlgorithmConfig& config, std::vector<std::string>& notes) {
+    std::array<bool, 256> declared{};
     for (const SegmentInfo& s : segments) {
         declared[s.label] = true;
     }
-    std::vector<std::uint64_t> count(65536, 0);
-    for (const std::uint16_t v : wide.voxels) {
+    std::array<std::uint64_t, 256> count{};
+    for (const std::uint8_t v : labels.voxels) {
         ++count[v];
     }
     std::string undeclared;
@@ -239,21 +244,18 @@ Result<LabelMap> check_labels(const WideLabelMap& wide, const std::vector<Segmen
     if (n_undeclared > 20) {
         undeclared += ", ... (" + std::to_string(n_undeclared) + " labels in all)";
     }
-    if (n_undeclared > 0 && config.undeclared_labels != "ignore") {
+    if (n_undeclared == 0) {
+        return ok_status();
+    }
+    if (config.undeclared_labels != "ignore") {
         return Error{"the label map holds labels the algorithm does not declare: " + undeclared +
                      " (declare them, or set undeclared_labels = \"ignore\")"};
     }
-    if (n_undeclared > 0) {
-        notes.push_back("ignored undeclared labels: " + undeclared);
+    notes.push_back("ignored undeclared labels: " + undeclared);
+    for (std::uint8_t& v : labels.voxels) {
+        v = declared[v] ? v : std::uint8_t{0};
     }
-    LabelMap out;
-    out.geometry = wide.geometry;
-    out.voxels.resize(wide.voxels.size());
-    for (std::size_t i = 0; i < wide.voxels.size(); ++i) {
-        const std::uint16_t v = wide.voxels[i];
-        out.voxels[i] = declared[v] ? static_cast<std::uint8_t>(v) : 0;
-    }
-    return out;
+    return ok_status();
 }
 
 } // namespace
@@ -504,7 +506,7 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
     }
 
     if (m_config.output_kind == "per_segment") {
-        WideLabelMap combined = make_volume<std::uint16_t>(grid, 0);
+        LabelMap combined = make_volume<std::uint8_t>(grid, 0);
         std::uint64_t overlaps = 0;
         for (std::size_t s = 0; s < m_config.segments.size(); ++s) {
             const ExternalSegmentConfig& seg = m_config.segments[s];
@@ -521,7 +523,7 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
             for (std::size_t i = 0; i < mask->voxels.size(); ++i) {
                 if (mask->voxels[i] != 0) {
                     overlaps += combined.voxels[i] != 0 ? 1U : 0U;
-                    combined.voxels[i] = static_cast<std::uint16_t>(seg.label);
+                    combined.voxels[i] = static_cast<std::uint8_t>(seg.label);
                 }
             }
             if (context.stop.stop_requested()) {
@@ -533,23 +535,21 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
                                     " voxels belong to several segment masks; the later segment "
                                     "in declaration order keeps them");
         }
-        auto labels = check_labels(combined, info().segments, m_config, outcome.notes);
-        if (!labels) {
-            return labels.error();
+        if (auto st = check_labels(combined, info().segments, m_config, outcome.notes); !st) {
+            return st.error();
         }
-        outcome.labels = std::move(*labels);
+        outcome.labels = std::move(combined);
     } else {
         auto file = resolve_output(paths.output);
         if (!file) {
             return file.error();
         }
-        auto wide = read_on_grid(*file, grid, m_config, outcome.notes);
-        if (!wide) {
-            return wide.error();
-        }
-        auto labels = check_labels(*wide, info().segments, m_config, outcome.notes);
+        auto labels = read_on_grid(*file, grid, m_config, outcome.notes);
         if (!labels) {
             return labels.error();
+        }
+        if (auto st = check_labels(*labels, info().segments, m_config, outcome.notes); !st) {
+            return st.error();
         }
         outcome.labels = std::move(*labels);
     }

@@ -472,5 +472,31 @@ TEST(ImageIo, DescribeIsOneLine) {
                            "mm, direction (1, 0, 0; 0, 1, 0; 0, 0, 1)");
 }
 
+TEST(ImageIo, ReadLabelMapNarrowsToSegnodeLabels) {
+    TempDir dir;
+    // uint8 files are read straight into the label map.
+    std::vector<std::uint8_t> bytes{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255};
+    const auto u8 = read_label_map(write_nrrd_by_hand(dir.path() / "u8.nrrd", "uint8", bytes));
+    ASSERT_TRUE(u8.ok()) << u8.error().message;
+    EXPECT_EQ(u8->voxels, (Buffer<std::uint8_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255}));
+    expect_geometry_near(by_hand_geometry(), u8->geometry, 1e-6, 1e-6);
+
+    // Wider types are checked and narrowed; a value above 255 is named with its voxel.
+    std::vector<std::uint16_t> values{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 200};
+    const auto u16 = read_label_map(write_nrrd_by_hand(dir.path() / "u16.nrrd", "uint16", values));
+    ASSERT_TRUE(u16.ok()) << u16.error().message;
+    EXPECT_EQ(u16->voxels.size(), values.size());
+    for (std::size_t n = 0; n < values.size(); ++n) {
+        EXPECT_EQ(u16->voxels[n], values[n]) << n;
+    }
+    values[1 + 3 * (1 + 2 * 1)] = 300; // voxel (1, 1, 1)
+    const fs::path big = write_nrrd_by_hand(dir.path() / "big.nrrd", "uint16", values);
+    const auto refused = read_label_map(big);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().message,
+              big.string() + ": value 300 at voxel (1, 1, 1) is above 255; segment labels are "
+                             "1..255");
+}
+
 } // namespace
 } // namespace segnode::imageio

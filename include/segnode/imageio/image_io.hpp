@@ -45,6 +45,11 @@ Status write_labels(const LabelMap& labels, const std::filesystem::path& path,
 /// non-integer or > 65535 value (with the value and a voxel index).
 Result<WideLabelMap> read_label_image(const std::filesystem::path& path);
 
+/// The same, narrowed to segnode's labels: uint8 files are read straight into the label map
+/// (no widening, no second buffer); other types are read as above, and a value above 255 is an
+/// error naming it and its voxel.
+Result<LabelMap> read_label_map(const std::filesystem::path& path);
+
 /// Nearest-neighbour resampling of `labels` onto `target` (dims, spacing, origin, direction),
 /// with ITK; voxels outside the source image become 0.
 WideLabelMap resample_nearest(const WideLabelMap& labels, const Geometry& target);
