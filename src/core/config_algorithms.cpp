@@ -453,7 +453,8 @@ std::optional<std::string> read_algorithm(const std::string& file, const fs::pat
     if (algo.input_format.empty()) {
         algo.input_format = algo.layout == "kaapana"   ? "nrrd"
                             : algo.layout == "mercure" ? "dicom"
-                                                       : "nifti_gz";
+                            : algo.layout == "nnunet"  ? "nifti_gz"
+                                                       : "nifti";
     }
     if (algo.layout == "nnunet" && algo.input_format != "nifti_gz") {
         return algo.where + ": " + prefix +
@@ -463,7 +464,7 @@ std::optional<std::string> read_algorithm(const std::string& file, const fs::pat
     if (algo.output.empty() && algo.output_kind == "labelmap") {
         algo.output = algo.layout == "kaapana"  ? "*.nrrd"
                       : algo.layout == "nnunet" ? "case.nii.gz"
-                                                : "labels.nii.gz";
+                                                : "labels.nii";
     }
     if (algo.output_kind == "dicom" && !algo.output.empty()) {
         return algo.where + ": " + prefix +

@@ -224,12 +224,12 @@ nib.save(nib.Nifti1Image(labels, img.affine), sys.argv[1])
     const auto seen = nlohmann::json::parse(std::ifstream(work / "seen.json"));
     const std::vector<std::string> argv = seen["argv"];
     ASSERT_EQ(argv.size(), 4U);
-    EXPECT_EQ(argv[0], (work / "out" / "labels.nii.gz").string());
+    EXPECT_EQ(argv[0], (work / "out" / "labels.nii").string());
     EXPECT_EQ(argv[1], "--cut=300");
     EXPECT_EQ(argv[2], "{literal}");
     EXPECT_EQ(argv[3], "42");
     const auto& env = seen["env"];
-    EXPECT_EQ(env["SEGNODE_INPUT"], (work / "in" / "image.nii.gz").string());
+    EXPECT_EQ(env["SEGNODE_INPUT"], (work / "in" / "image.nii").string());
     EXPECT_EQ(env["SEGNODE_SETTING_CUT"], "300");
     EXPECT_EQ(env["SEGNODE_JOB_ID"], "42");
     EXPECT_EQ(env["OMP_NUM_THREADS"], "3");
