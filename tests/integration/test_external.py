@@ -88,6 +88,25 @@ default = ""
 """
 
 
+PM_BODY = textwrap.dedent("""\
+    [[algorithms]]
+    name = "pm_body"
+    version = "1.9.4"
+    description = "plastimatch patient (body) segmentation"
+    command = ["plastimatch", "segment", "--input", "{input}", "--output-img", "{output}"]
+    input_format = "nrrd"
+    output = "labels.nrrd"
+    timeout_s = 300
+
+    [[algorithms.segments]]
+    label = 1
+    name = "Body"
+    category = ["SCT", "123037004", "Anatomical Structure"]
+    type = ["SCT", "38266002", "Entire body"]
+    color = [177, 122, 101]
+    """)
+
+
 def three_labels_toml(name="three", extra=""):
     return textwrap.dedent(f"""\
         [[algorithms]]
@@ -96,6 +115,7 @@ def three_labels_toml(name="three", extra=""):
         description = "soft tissue, lung and bone by thresholds (nibabel)"
         command = ["/usr/bin/python3", "{PROGRAMS / 'three_labels.py'}"]
         input_format = "nifti_gz"
+        output = "labels.nii.gz"
         timeout_s = 120
         memory_mb = 2048
         kill_grace_s = 2
@@ -193,23 +213,7 @@ class OfflineRun(ExternalTestCase):
 
     def test_plastimatch_segment_as_external_algorithm(self):
         series = self.series(rows=96, cols=80, slices=24)
-        entry = textwrap.dedent("""\
-            [[algorithms]]
-            name = "pm_body"
-            version = "1.9.4"
-            description = "plastimatch patient (body) segmentation"
-            command = ["plastimatch", "segment", "--input", "{input}", "--output-img", "{output}"]
-            input_format = "nrrd"
-            output = "labels.nrrd"
-            timeout_s = 300
-
-            [[algorithms.segments]]
-            label = 1
-            name = "Body"
-            category = ["SCT", "123037004", "Anatomical Structure"]
-            type = ["SCT", "38266002", "Entire body"]
-            color = [177, 122, 101]
-            """)
+        entry = PM_BODY
         config = self.config_file(self.algorithms_dir(entry))
         out = self.tmp / "pm"
         proc = run_cli("--config", str(config), "run", "--algorithm", "pm_body", "--input",
@@ -355,6 +359,19 @@ class Jobs(ExternalTestCase):
         self.assertFalse((node.workdir / "jobs" / str(job["id"]) / "work").exists(),
                          "the work dir is removed after a successful run")
         self.assertStopsCleanly(node)
+
+    def test_plastimatch_through_a_job(self):
+        dest = self.dest()
+        node = self.pipeline_node(dest, "pm_body", self.algorithms_dir(PM_BODY), outputs=("seg",))
+        series = self.series(rows=96, cols=80, slices=24)
+        self.send(node, series["files"])
+        [job] = self.wait_jobs(node, ("done", "failed"), timeout=240)
+        self.assertEqual(job["state"], "done", f"{job}\n{node.log_tail()}")
+        [seg_file] = dest.files("SG.")
+        self.assertEqual(dciodvfy(seg_file)[0], [])
+        hu = hu_volume(series["files"])
+        mask = SegObject.read(seg_file).label_volume(source_slices(series["files"])) == 1
+        self.assertGreaterEqual(dice(mask, np.isin(hu, (40, -850, 700))), 0.95)
 
     def test_failures_each_with_state_and_message_while_others_finish(self):
         dest = self.dest()
