@@ -89,25 +89,6 @@ std::optional<std::string> read_number(const toml::node& node, double& out) {
     return std::nullopt;
 }
 
-/// A TOML scalar as the text a `--set key=value` would carry.
-std::optional<std::string> scalar_text(const toml::node& node, std::string& out) {
-    if (const auto* b = node.as_boolean()) {
-        out = b->get() ? "true" : "false";
-    } else if (const auto* i = node.as_integer()) {
-        out = std::to_string(i->get());
-    } else if (const auto* f = node.as_floating_point()) {
-        std::ostringstream text;
-        text.precision(17);
-        text << f->get();
-        out = text.str();
-    } else if (const auto* s = node.as_string()) {
-        out = s->get();
-    } else {
-        return "expected a boolean, number or string";
-    }
-    return std::nullopt;
-}
-
 std::optional<std::string> read_code(const toml::node& node, CodeTriplet& out) {
     std::vector<std::string> parts;
     if (read_string_array(node, parts) || parts.size() != 3) {
@@ -188,7 +169,7 @@ std::optional<std::string> read_setting(const std::string& file, const std::stri
             err = read_one_of(v, {"int", "float", "bool", "string", "enum"}, out.type);
         } else if (field == "default") {
             default_node = &v;
-            err = scalar_text(v, out.default_text);
+            err = setting_text(v, out.default_text);
             out.has_default = true;
         } else if (field == "min" || field == "max") {
             double x = 0;
@@ -357,7 +338,7 @@ std::optional<std::string> read_algorithm(const std::string& file, const fs::pat
                     } else if (name.rfind("SEGNODE_", 0) == 0) {
                         e = "SEGNODE_* variables are set by segnode";
                     } else {
-                        e = scalar_text(ev, value);
+                        e = setting_text(ev, value);
                     }
                     if (e) {
                         return where(file, ev.source()) + ": " + prefix + ".env." + name + ": " +

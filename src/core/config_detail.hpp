@@ -18,6 +18,8 @@ std::optional<std::string> read_uint(const toml::node& node, std::int64_t lo, st
 std::optional<std::string> read_bool(const toml::node& node, bool& out);
 std::optional<std::string> read_string(const toml::node& node, std::string& out);
 std::optional<std::string> ip_problem(const std::string& host);
+/// A TOML scalar (boolean, number, string) as the text a `--set key=value` would carry.
+std::optional<std::string> setting_text(const toml::node& node, std::string& out);
 
 /// [[peers]]: replaces config.peers. Errors carry their own position.
 std::optional<std::string> set_peers(const toml::node& node, Config& config,

@@ -44,24 +44,6 @@ std::optional<std::string> host_problem(const std::string& host) {
     return std::nullopt;
 }
 
-/// A TOML scalar as the text a `--set key=value` would carry.
-std::optional<std::string> setting_text(const toml::node& node, std::string& out) {
-    if (const auto* b = node.as_boolean()) {
-        out = b->get() ? "true" : "false";
-    } else if (const auto* i = node.as_integer()) {
-        out = std::to_string(i->get());
-    } else if (const auto* f = node.as_floating_point()) {
-        std::ostringstream text;
-        text.precision(17);
-        text << f->get();
-        out = text.str();
-    } else if (const auto* s = node.as_string()) {
-        out = s->get();
-    } else {
-        return "expected a boolean, number or string";
-    }
-    return std::nullopt;
-}
 
 /// Iterates an array of tables, calling `entry(table, index)`; shared shape errors.
 template <typename Entry>
@@ -88,6 +70,25 @@ std::optional<std::string> for_each_table(const toml::node& node, const std::str
 }
 
 } // namespace
+
+/// A TOML scalar as the text a `--set key=value` would carry.
+std::optional<std::string> setting_text(const toml::node& node, std::string& out) {
+    if (const auto* b = node.as_boolean()) {
+        out = b->get() ? "true" : "false";
+    } else if (const auto* i = node.as_integer()) {
+        out = std::to_string(i->get());
+    } else if (const auto* f = node.as_floating_point()) {
+        std::ostringstream text;
+        text.precision(17);
+        text << f->get();
+        out = text.str();
+    } else if (const auto* s = node.as_string()) {
+        out = s->get();
+    } else {
+        return "expected a boolean, number or string";
+    }
+    return std::nullopt;
+}
 
 std::optional<std::string> set_extra_ae_titles(const toml::node& node, Config& config) {
     const auto* arr = node.as_array();

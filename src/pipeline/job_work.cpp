@@ -98,6 +98,30 @@ void fail(const JobContext& ctx, const store::JobRow& job, const std::string& er
     });
 }
 
+/// Renames a finished object from tmp/ durably to jobs/<id>/<file_name> and describes it.
+Result<store::JobOutput> place_output(const JobContext& ctx, const store::JobRow& job,
+                                      const std::filesystem::path& tmp, const std::string& kind,
+                                      const std::string& file_name, const std::string& sop_class,
+                                      const std::string& sop_instance,
+                                      const std::string& series) {
+    const auto relpath = std::filesystem::path("jobs") / std::to_string(job.id) / file_name;
+    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
+        !st) {
+        return st.error();
+    }
+    store::JobOutput out;
+    out.job_id = job.id;
+    out.kind = kind;
+    out.relpath = relpath.string();
+    out.sop_class_uid = sop_class;
+    out.sop_instance_uid = sop_instance;
+    out.series_uid = series;
+    std::error_code ec;
+    out.size_bytes = static_cast<std::int64_t>(
+        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
+    return out;
+}
+
 /// Writes one output to tmp/ and renames it durably to jobs/<id>/<kind>.dcm.
 Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow& job,
                                       OutputKind kind, const dicom::LoadedSeries& source,
@@ -121,23 +145,13 @@ Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow
         std::filesystem::remove(tmp, ec);
         return written.error();
     }
-    const auto relpath =
-        std::filesystem::path("jobs") / std::to_string(job.id) / (name + ".dcm");
-    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
-        !st) {
-        return st.error();
+    auto placed = place_output(ctx, job, tmp, name, name + ".dcm", written->sop_class_uid,
+                               written->sop_instance_uid, written->series_instance_uid);
+    if (!placed) {
+        return placed;
     }
-    store::JobOutput out;
-    out.job_id = job.id;
-    out.kind = name;
-    out.relpath = relpath.string();
-    out.sop_class_uid = written->sop_class_uid;
-    out.sop_instance_uid = written->sop_instance_uid;
-    out.series_uid = written->series_instance_uid;
+    store::JobOutput& out = *placed;
     out.items = static_cast<std::int64_t>(written->items);
-    std::error_code ec;
-    out.size_bytes = static_cast<std::int64_t>(
-        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
     for (const std::string& note : written->notes) {
         spdlog::info("job {}: {}: {}", job.id, name, note);
     }
@@ -153,8 +167,6 @@ Result<store::JobOutput> adopt_output(const JobContext& ctx, const store::JobRow
     }
     const bool seg = info->sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4";
     const std::string kind = seg ? "seg" : "rtstruct";
-    const auto relpath = std::filesystem::path("jobs") / std::to_string(job.id) /
-                         (kind + "-" + std::to_string(index + 1) + ".dcm");
     const auto tmp = ctx.workdir.tmp_dir() /
                      ("job-" + std::to_string(job.id) + "-adopt-" + std::to_string(index));
     std::error_code ec;
@@ -162,20 +174,8 @@ Result<store::JobOutput> adopt_output(const JobContext& ctx, const store::JobRow
     if (ec) {
         return Error{"cannot copy " + file.string() + ": " + ec.message()};
     }
-    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
-        !st) {
-        return st.error();
-    }
-    store::JobOutput out;
-    out.job_id = job.id;
-    out.kind = kind;
-    out.relpath = relpath.string();
-    out.sop_class_uid = info->sop_class_uid;
-    out.sop_instance_uid = info->sop_instance_uid;
-    out.series_uid = info->series_instance_uid;
-    out.size_bytes = static_cast<std::int64_t>(
-        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
-    return out;
+    return place_output(ctx, job, tmp, kind, kind + "-" + std::to_string(index + 1) + ".dcm",
+                        info->sop_class_uid, info->sop_instance_uid, info->series_instance_uid);
 }
 
 bool has_declared_segment(const LabelMap& labels, const std::vector<SegmentInfo>& segments) {
