@@ -290,6 +290,42 @@ const std::map<std::string, KeyDef>& key_table() {
         {"retention.check_interval_s",
          {uint_in(&Config::retention, &RetentionConfig::check_interval_s, 1, 86400),
           "retention interval"}},
+        {"http.enabled", {bool_in(&Config::http, &HttpConfig::enabled), "HTTP API on/off"}},
+        {"http.bind_address",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              if (auto e = read_string(n, c.http.bind_address)) {
+                  return e;
+              }
+              in_addr v4{};
+              if (inet_pton(AF_INET, c.http.bind_address.c_str(), &v4) != 1) {
+                  return "'" + c.http.bind_address +
+                         "' is not an IPv4 address (use 0.0.0.0 for all interfaces)";
+              }
+              return std::nullopt;
+          },
+          "HTTP listen address"}},
+        {"http.port",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              unsigned port = 0;
+              if (auto e = read_uint(n, 1, 65535, port)) {
+                  return e;
+              }
+              c.http.port = static_cast<std::uint16_t>(port);
+              return std::nullopt;
+          },
+          "HTTP port"}},
+        {"http.max_body_bytes",
+         {uint_in(&Config::http, &HttpConfig::max_body_bytes, 1024, 1073741824),
+          "request body limit"}},
+        {"http.max_header_bytes",
+         {uint_in(&Config::http, &HttpConfig::max_header_bytes, 1024, 1048576),
+          "request header limit"}},
+        {"http.header_timeout_s",
+         {uint_in(&Config::http, &HttpConfig::header_timeout_s, 1, 600), "header timeout"}},
+        {"http.max_connections",
+         {uint_in(&Config::http, &HttpConfig::max_connections, 1, 10000), "max connections"}},
+        {"http.metrics_require_key",
+         {bool_in(&Config::http, &HttpConfig::metrics_require_key), "metrics need a key"}},
         {"series.late_instance_policy",
          {[](const toml::node& n, Config& c) -> std::optional<std::string> {
               std::string s;
@@ -347,7 +383,7 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
     Config config;
     config.source = file;
     static const std::vector<std::string> sections = {
-        "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention"};
+        "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention", "http"};
     for (const auto& [sk, sv] : root) {
         const std::string section(sk.str());
         if (section == "algorithms") {
