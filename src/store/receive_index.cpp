@@ -342,6 +342,32 @@ std::vector<SeriesRow> ReceiveIndex::list_series(std::optional<SeriesState> stat
     return rows;
 }
 
+std::vector<SeriesRow> ReceiveIndex::list_series_page(std::optional<SeriesState> state,
+                                                      std::optional<std::int64_t> before_id,
+                                                      std::int64_t limit) {
+    std::string sql = std::string("SELECT ") + k_series_columns + " FROM series WHERE 1";
+    if (state) {
+        sql += " AND state = ?1";
+    }
+    if (before_id) {
+        sql += " AND id < ?2";
+    }
+    sql += " ORDER BY id DESC LIMIT ?3";
+    auto st = m_db.prepare(sql);
+    if (state) {
+        st.bind(1, to_string(*state));
+    }
+    if (before_id) {
+        st.bind(2, *before_id);
+    }
+    st.bind(3, limit);
+    std::vector<SeriesRow> rows;
+    while (st.step()) {
+        rows.push_back(read_series(st));
+    }
+    return rows;
+}
+
 std::vector<std::string> ReceiveIndex::series_files(std::int64_t series_id) {
     auto st = m_db.prepare(
         "SELECT path FROM instances WHERE series_id = ? ORDER BY sop_instance_uid");

@@ -134,6 +134,10 @@ public:
     std::optional<SeriesRow> find_series(std::int64_t id);
     /// Newest (last received) first; `state` empty: all.
     std::vector<SeriesRow> list_series(std::optional<SeriesState> state, std::int64_t limit);
+    /// A page of series, newest first by id, below `before_id` when given (HTTP API paging).
+    std::vector<SeriesRow> list_series_page(std::optional<SeriesState> state,
+                                            std::optional<std::int64_t> before_id,
+                                            std::int64_t limit);
     /// Relative paths of a series' instance files, in SOP Instance UID order.
     std::vector<std::string> series_files(std::int64_t series_id);
     /// Complete series waiting for routing, oldest first.
