@@ -13,7 +13,7 @@ packages=(
   # runtime data: the DICOM dictionary comes with libdcmtk17
   libdcmtk17
   # real peers and independent checkers used by the tests and benchmarks
-  dcmtk dicom3tools python3 python3-pydicom python3-numpy
+  dcmtk dicom3tools python3 python3-pydicom python3-numpy python3-requests
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
   orthanc plastimatch
 )
