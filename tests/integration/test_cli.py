@@ -150,7 +150,7 @@ class DbCommandsTest(SegnodeTestCase):
 
         proc = run_cli("--workdir", str(work), "db", "migrate")
         self.assertProcOk(proc, "db migrate")
-        self.assertIn("2 migration(s) applied", proc.stdout)
+        self.assertIn("3 migration(s) applied", proc.stdout)
         proc = run_cli("--workdir", str(work), "db", "status")
         self.assertProcOk(proc, "db status")
         self.assertRegex(proc.stdout, r"instances:\s+0\n")
