@@ -7,6 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -28,18 +29,28 @@ constexpr auto k_body_timeout = std::chrono::seconds(60);
 constexpr auto k_write_timeout = std::chrono::seconds(60);
 constexpr std::size_t k_drain_limit = 1 << 20;
 
+constexpr auto k_handshake_timeout = std::chrono::seconds(10);
+
 struct Shared {
     Shared(const HttpConfig& c, ApiHandler& h) : config(c), handler(h) {}
     const HttpConfig& config;
     ApiHandler& handler;
     std::atomic<unsigned> connections{0};
+    std::unique_ptr<asio::ssl::context> tls; ///< set: HTTPS
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+/// One connection, over plain TCP or TLS (the stream type is the only difference).
+template <class Stream> class Session : public std::enable_shared_from_this<Session<Stream>> {
 public:
-    Session(tcp::socket socket, Shared& shared) : m_stream(std::move(socket)), m_shared(shared) {
+    using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
+    Session(tcp::socket socket, Shared& shared)
+        : m_stream(make_stream(std::move(socket), shared)), m_shared(shared) {
         beast::error_code ec;
-        const auto remote = m_stream.socket().remote_endpoint(ec);
+        const auto remote = lowest().socket().remote_endpoint(ec);
         if (!ec) {
             m_peer = remote.address().to_string();
             m_loopback = remote.address().is_loopback();
@@ -49,9 +60,39 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    void start() { read_header(); }
+    void start() {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            lowest().expires_after(k_handshake_timeout);
+            m_stream.async_handshake(asio::ssl::stream_base::server,
+                                     [self = shared_from_this()](beast::error_code ec) {
+                                         if (ec) {
+                                             spdlog::info("http: TLS handshake with {} failed: {}",
+                                                          self->m_peer, ec.message());
+                                             return self->close();
+                                         }
+                                         self->read_header();
+                                     });
+        } else {
+            read_header();
+        }
+    }
 
-    /// Answers 503 and closes: http.max_connections are open.
+    /// Answers 503 and closes (after the TLS handshake, if any): http.max_connections are open.
+    void start_rejected() {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            lowest().expires_after(k_handshake_timeout);
+            m_stream.async_handshake(asio::ssl::stream_base::server,
+                                     [self = shared_from_this()](beast::error_code ec) {
+                                         if (ec) {
+                                             return self->close();
+                                         }
+                                         self->reject();
+                                     });
+        } else {
+            reject();
+        }
+    }
+
     void reject() {
         refuse(503, "too many connections (http.max_connections = " +
                         std::to_string(m_shared.config.max_connections) + "); try again later",
@@ -59,11 +100,21 @@ public:
     }
 
 private:
+    static Stream make_stream(tcp::socket socket, Shared& shared) {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            return Stream(std::move(socket), *shared.tls);
+        } else {
+            return Stream(std::move(socket));
+        }
+    }
+
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(m_stream); }
+
     void read_header() {
         m_parser.emplace();
         m_parser->header_limit(m_shared.config.max_header_bytes);
         m_parser->body_limit(m_shared.config.max_body_bytes);
-        m_stream.expires_after(std::chrono::seconds(m_shared.config.header_timeout_s));
+        lowest().expires_after(std::chrono::seconds(m_shared.config.header_timeout_s));
         http::async_read_header(m_stream, m_buffer, *m_parser,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
     }
@@ -109,7 +160,7 @@ private:
         if (m_parser->is_done()) {
             return handle();
         }
-        m_stream.expires_after(k_body_timeout);
+        lowest().expires_after(k_body_timeout);
         http::async_read(m_stream, m_buffer, *m_parser,
                          beast::bind_front_handler(&Session::on_body, shared_from_this()));
     }
@@ -171,7 +222,7 @@ private:
         const bool close_after = response.close || !keep_alive;
         res->keep_alive(!close_after);
         res->prepare_payload();
-        m_stream.expires_after(k_write_timeout);
+        lowest().expires_after(k_write_timeout);
         http::async_write(m_stream, *res,
                           [self = shared_from_this(), res, close_after](beast::error_code ec,
                                                                         std::size_t) {
@@ -189,11 +240,14 @@ private:
     // is still sending so that closing does not reset the connection before it reads the
     // response.
     void drain_and_close() {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            return close();
+        }
         beast::error_code ec;
-        m_stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-        m_stream.expires_after(std::chrono::seconds(2));
+        lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+        lowest().expires_after(std::chrono::seconds(2));
         m_drain.resize(65536);
-        m_stream.async_read_some(asio::buffer(m_drain),
+        lowest().async_read_some(asio::buffer(m_drain),
                                  [self = shared_from_this()](beast::error_code e, std::size_t n) {
                                      self->m_drained += n;
                                      if (e || self->m_drained > k_drain_limit) {
@@ -204,7 +258,7 @@ private:
     }
 
     void drain_more() {
-        m_stream.async_read_some(asio::buffer(m_drain),
+        lowest().async_read_some(asio::buffer(m_drain),
                                  [self = shared_from_this()](beast::error_code e, std::size_t n) {
                                      self->m_drained += n;
                                      if (e || self->m_drained > k_drain_limit) {
@@ -215,12 +269,25 @@ private:
     }
 
     void close() {
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            if (!m_tls_closing) {
+                m_tls_closing = true;
+                lowest().expires_after(std::chrono::seconds(2));
+                m_stream.async_shutdown([self = shared_from_this()](beast::error_code) {
+                    beast::error_code ec;
+                    self->lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+                    self->lowest().close();
+                });
+                return;
+            }
+        }
         beast::error_code ec;
-        m_stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-        m_stream.close();
+        lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+        lowest().close();
     }
 
-    beast::tcp_stream m_stream;
+    Stream m_stream;
+    bool m_tls_closing = false;
     beast::flat_buffer m_buffer;
     std::optional<http::request_parser<http::string_body>> m_parser;
     Shared& m_shared;
@@ -249,21 +316,34 @@ struct HttpService::Impl {
             if (!ec) {
                 socket.set_option(tcp::no_delay(true), ec);
                 const unsigned active = ++shared->connections;
-                auto session = std::make_shared<Session>(std::move(socket), *shared);
-                if (active > shared->config.max_connections) {
-                    handler->count_connection_refused();
-                    spdlog::warn("http: {} connections open (http.max_connections); refusing "
-                                 "one",
-                                 active - 1);
-                    session->reject();
+                if (shared->tls) {
+                    start_session(std::make_shared<Session<TlsStream>>(std::move(socket), *shared),
+                                  active);
                 } else {
-                    session->start();
+                    start_session(
+                        std::make_shared<Session<PlainStream>>(std::move(socket), *shared), active);
                 }
             }
             accept();
         });
     }
+
+    template <class SessionPtr> void start_session(SessionPtr session, unsigned active) {
+        start_session_impl(*shared, *handler, std::move(session), active);
+    }
 };
+
+template <class SessionPtr> void start_session_impl(Shared& shared, ApiHandler& handler,
+                                                    SessionPtr session, unsigned active) {
+    if (active > shared.config.max_connections) {
+        handler.count_connection_refused();
+        spdlog::warn("http: {} connections open (http.max_connections); refusing one",
+                     active - 1);
+        session->start_rejected();
+    } else {
+        session->start();
+    }
+}
 
 HttpService::HttpService() : m_impl(std::make_unique<Impl>()) {}
 
@@ -277,6 +357,30 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
     }
     m_impl->handler = std::make_unique<ApiHandler>(context);
     m_impl->shared = std::make_unique<Shared>(config, *m_impl->handler);
+    if (!config.tls_cert_file.empty()) {
+        auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+        beast::error_code tls_ec;
+        tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                             asio::ssl::context::no_tlsv1_1 |
+                             asio::ssl::context::single_dh_use,
+                         tls_ec);
+        tls->use_certificate_chain_file(config.tls_cert_file, tls_ec);
+        if (tls_ec) {
+            return Error{"http.tls.cert_file: cannot use '" + config.tls_cert_file +
+                         "' as a PEM certificate chain: " + tls_ec.message()};
+        }
+        tls->use_private_key_file(config.tls_key_file, asio::ssl::context::pem, tls_ec);
+        if (tls_ec) {
+            return Error{"http.tls.key_file: cannot use '" + config.tls_key_file +
+                         "' as a PEM private key: " + tls_ec.message()};
+        }
+        if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
+            return Error{"http.tls: the private key " + config.tls_key_file +
+                         " does not belong to the certificate " + config.tls_cert_file};
+        }
+        m_impl->shared->tls = std::move(tls);
+    }
     beast::error_code ec;
     const auto address = asio::ip::make_address_v4(config.bind_address, ec);
     if (ec) {
@@ -304,7 +408,8 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
         m_impl->threads.emplace_back([this] { m_impl->io.run(); });
     }
     m_impl->running = true;
-    spdlog::info("HTTP API on http://{}:{}/ (docs/api.md)", config.bind_address, config.port);
+    spdlog::info("HTTP API on {}://{}:{}/ (docs/api.md)", m_impl->shared->tls ? "https" : "http",
+                 config.bind_address, config.port);
     return ok_status();
 }
 

@@ -553,6 +553,68 @@ class BadInputAndLimits(HttpTestCase):
             requests.get(f"http://{LOOPBACK}:{port}/healthz", timeout=5)
         self.assertIn("HTTP API disabled", off.log_text())
 
+    def make_tls(self):
+        """A CA and a certificate for 127.0.0.1 signed by it, made with openssl."""
+        import subprocess
+        d = self.tmp / "tls"
+        d.mkdir()
+
+        def ssl(*args):
+            proc = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True,
+                                  timeout=60)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=segnode test CA")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+            "-subj", "/CN=127.0.0.1")
+        (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "node.pem", "-days", "2", "-extfile", "ext.cnf")
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
+            "other.pem", "-days", "2", "-subj", "/CN=another CA")
+        return d
+
+    def test_https_with_a_ca_made_by_openssl(self):
+        d = self.make_tls()
+        node = self.node({"http": {"tls": {"cert_file": str(d / "node.pem"),
+                                           "key_file": str(d / "node.key")}},
+                          "retention": {"min_free_mb": 0}}, name="tls")
+        port = node.config["http"]["port"]
+        reader = self.add_key(node, "reader", "read")
+        base = f"https://{LOOPBACK}:{port}"
+        self.assertIn(f"HTTP API on https://{LOOPBACK}:{port}/", node.log_text())
+        r = requests.get(base + "/readyz", verify=str(d / "ca.pem"), timeout=10)
+        self.assertEqual(r.status_code, 200, r.text)
+        with requests.Session() as s:  # keep-alive over TLS
+            for _ in range(3):
+                r = s.get(base + "/api/v1/system", headers=auth(reader),
+                          verify=str(d / "ca.pem"), timeout=10)
+                self.assertEqual(r.status_code, 200, r.text)
+        r = requests.get(base + "/api/v1/system", verify=str(d / "ca.pem"), timeout=10)
+        self.assertEqual(r.status_code, 401)
+        with self.assertRaises(requests.exceptions.SSLError):
+            requests.get(base + "/healthz", verify=str(d / "other.pem"), timeout=10)
+        with self.assertRaises(requests.ConnectionError):
+            requests.get(f"http://{LOOPBACK}:{port}/healthz", timeout=10)
+        # The plain-HTTP attempt did not disturb the server.
+        r = requests.get(base + "/healthz", verify=str(d / "ca.pem"), timeout=10)
+        self.assertEqual(r.status_code, 200)
+        self.assertStopsCleanly(node)
+
+        # A key that does not belong to the certificate stops start-up with the reason.
+        bad = self.node({"http": {"tls": {"cert_file": str(d / "node.pem"),
+                                          "key_file": str(d / "other.key")}}},
+                        name="badtls", start=False)
+        bad.write_config()
+        import subprocess
+        from harness import SEGNODE_BIN
+        run = subprocess.run([str(SEGNODE_BIN), "serve", "--config", str(bad.config_path)],
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertRegex(run.stdout + run.stderr,
+                         r"http\.tls\.key_file: cannot use '.*other\.key' as a PEM private key: "
+                         r"key values mismatch|does not belong to the certificate")
+
     def test_port_in_use_stops_start_up(self):
         blocker = socket.socket()
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -91,6 +91,24 @@ metrics_require_key = true
     EXPECT_TRUE(r->http.metrics_require_key);
 }
 
+TEST(ConfigHttp, TlsNeedsBothFilesAndResolvesPaths) {
+    auto r = parse_config("[http.tls]\ncert_file = \"/etc/c.pem\"\nkey_file = \"k.pem\"\n",
+                          "/srv/conf/segnode.toml");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->http.tls_cert_file, "/etc/c.pem");
+    EXPECT_EQ(r->http.tls_key_file, "/srv/conf/k.pem");
+    EXPECT_TRUE(parse("").value().http.tls_cert_file.empty());
+
+    auto msg = error_of("[http]\nport = 8443\n[http.tls]\ncert_file = \"/c.pem\"\n");
+    EXPECT_NE(msg.find("test.toml:3:1: http.tls: set both cert_file and key_file"),
+              std::string::npos) << msg;
+    msg = error_of("[http.tls]\ncert_file = \"/c.pem\"\nkey = \"/k.pem\"\n");
+    EXPECT_NE(msg.find("test.toml:3:1: unknown key 'http.tls.key'"), std::string::npos) << msg;
+    msg = error_of("[http.tls]\ncert_file = 3\n");
+    EXPECT_NE(msg.find("test.toml:2:13: http.tls.cert_file: expected a string"),
+              std::string::npos) << msg;
+}
+
 TEST(ConfigHttp, ErrorsNameFileLineAndKey) {
     auto msg = error_of("[http]\nport = 0\n");
     EXPECT_NE(msg.find("test.toml:2:8: http.port: value 0 is out of range [1, 65535]"),

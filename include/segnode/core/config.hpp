@@ -129,6 +129,11 @@ struct HttpConfig {
     unsigned header_timeout_s = 10;     ///< a client must send its headers within this time
     unsigned max_connections = 64;      ///< connections beyond this are closed at once
     bool metrics_require_key = false;   ///< false: /metrics needs no key from a loopback peer
+    /// [http.tls]: both set: HTTPS only (PEM certificate chain and private key; absolute,
+    /// relative paths are taken from the config file's folder). Both empty: plain HTTP.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    std::string tls_where; ///< file:line:column of [http.tls], for the check that both are set
 };
 
 /// One setting of an external algorithm's schema, as written in [algorithms.settings.NAME].
