@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -606,6 +607,9 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
     std::vector<std::pair<std::string, std::int64_t>> job_states;
     std::optional<std::int64_t> oldest;
     std::int64_t rejected = 0;
+    std::vector<std::pair<std::string, double>> durations;
+    std::vector<std::pair<std::string, std::int64_t>> send_attempts;
+    std::vector<std::pair<std::string, std::int64_t>> send_failures;
     {
         auto db = ctx.pool.acquire();
         counts = store::ReceiveIndex(*db).counts();
@@ -615,6 +619,24 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         auto st = db->prepare("SELECT count(*) FROM associations WHERE outcome = 'rejected'");
         if (st.step()) {
             rejected = st.column_int64(0);
+        }
+        auto dur = db->prepare("SELECT algorithm, finished_at - started_at FROM jobs "
+                               "WHERE state = 'done' AND started_at IS NOT NULL AND "
+                               "finished_at IS NOT NULL");
+        while (dur.step()) {
+            durations.emplace_back(dur.column_text(0),
+                                   static_cast<double>(dur.column_int64(1)) / 1000.0);
+        }
+        auto sends = db->prepare("SELECT dest_ae, sum(send_attempts) FROM jobs "
+                                 "WHERE dest_ae != '' GROUP BY dest_ae ORDER BY dest_ae");
+        while (sends.step()) {
+            send_attempts.emplace_back(sends.column_text(0), sends.column_int64(1));
+        }
+        auto fails = db->prepare("SELECT j.dest_ae, count(*) FROM job_events e JOIN jobs j ON "
+                                 "j.id = e.job_id WHERE e.event = 'send_failed' "
+                                 "GROUP BY j.dest_ae ORDER BY j.dest_ae");
+        while (fails.step()) {
+            send_failures.emplace_back(fails.column_text(0), fails.column_int64(1));
         }
     }
     const std::int64_t now = now_ms();
@@ -655,6 +677,45 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
           "gauge");
     out << "segnode_job_oldest_queued_age_seconds "
         << (oldest ? static_cast<double>(now - *oldest) / 1000.0 : 0.0) << "\n";
+    gauge("segnode_job_duration_seconds",
+          "Duration of done jobs from the start of their last run to done, per algorithm",
+          "histogram");
+    {
+        static constexpr std::array<double, 9> k_buckets = {1, 5, 10, 30, 60, 120, 300, 900, 3600};
+        std::map<std::string, std::pair<std::array<std::uint64_t, 9>, std::pair<std::uint64_t, double>>>
+            per_algorithm;
+        for (const auto& [algorithm, seconds] : durations) {
+            auto& [buckets, totals] = per_algorithm[algorithm];
+            for (std::size_t i = 0; i < k_buckets.size(); ++i) {
+                buckets.at(i) += seconds <= k_buckets.at(i) ? 1U : 0U;
+            }
+            ++totals.first;
+            totals.second += seconds;
+        }
+        for (const auto& [algorithm, data] : per_algorithm) {
+            const auto& [buckets, totals] = data;
+            for (std::size_t i = 0; i < k_buckets.size(); ++i) {
+                out << "segnode_job_duration_seconds_bucket{algorithm=\"" << algorithm
+                    << "\",le=\"" << k_buckets.at(i) << "\"} " << buckets.at(i) << "\n";
+            }
+            out << "segnode_job_duration_seconds_bucket{algorithm=\"" << algorithm
+                << "\",le=\"+Inf\"} " << totals.first << "\n"
+                << "segnode_job_duration_seconds_sum{algorithm=\"" << algorithm << "\"} "
+                << totals.second << "\n"
+                << "segnode_job_duration_seconds_count{algorithm=\"" << algorithm << "\"} "
+                << totals.first << "\n";
+        }
+    }
+    gauge("segnode_send_attempts_total", "C-STORE send attempts of jobs, per destination AE",
+          "counter");
+    for (const auto& [peer, n] : send_attempts) {
+        out << "segnode_send_attempts_total{peer=\"" << peer << "\"} " << n << "\n";
+    }
+    gauge("segnode_send_failures_total", "Failed send attempts of jobs, per destination AE",
+          "counter");
+    for (const auto& [peer, n] : send_failures) {
+        out << "segnode_send_failures_total{peer=\"" << peer << "\"} " << n << "\n";
+    }
     gauge("segnode_disk_free_bytes", "Free space in the working directory", "gauge");
     out << "segnode_disk_free_bytes " << free_bytes(ctx.workdir.root()).value_or(0) << "\n";
     gauge("segnode_api_keys_active", "API keys not revoked", "gauge");
@@ -996,6 +1057,29 @@ void ApiHandler::Impl::add_routes() {
             }
             body["jobs"] = jobs_list;
             return json_response(200, body);
+        });
+    add("POST", "/api/v1/series/{uid}/complete", Access::Submit,
+        [this](const HttpRequest&, const Caller& caller, const Params& p) {
+            std::optional<store::SeriesRow> series;
+            {
+                auto db = ctx.pool.acquire();
+                store::ReceiveIndex index(*db);
+                series = index.find_series(p[0]);
+                if (!series) {
+                    return problem(404, "no series " + p[0]);
+                }
+                auto lock = ctx.pool.write_lock();
+                if (!index.complete_series(series->id, now_ms())) {
+                    return problem(409, "series " + p[0] + " is " +
+                                            store::to_string(series->state) +
+                                            ", not receiving; it cannot be completed again");
+                }
+                series = index.find_series(series->id);
+            }
+            spdlog::info("series {} completed by the HTTP API (key '{}')", p[0],
+                         caller.key->name);
+            ctx.wake_jobs(); // routing takes it at once
+            return json_response(200, series_json(*series));
         });
     add("POST", "/api/v1/jobs", Access::Submit,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {

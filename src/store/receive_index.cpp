@@ -303,6 +303,10 @@ std::vector<SeriesRow> ReceiveIndex::complete_series_of_association(std::int64_t
     return complete_receiving("last_association = ?", association_id, now);
 }
 
+bool ReceiveIndex::complete_series(std::int64_t series_id, std::int64_t now) {
+    return !complete_receiving("id = ?", series_id, now).empty();
+}
+
 std::optional<SeriesRow> ReceiveIndex::find_series(const std::string& series_uid) {
     auto st = m_db.prepare(std::string("SELECT ") + k_series_columns +
                            " FROM series WHERE series_uid = ?");

@@ -34,6 +34,7 @@ ROUTES = [
     ("GET", "/api/v1/algorithms/body", "read", None),
     ("GET", "/api/v1/series", "read", None),
     ("GET", "/api/v1/series/1.2.3.4", "read", None),
+    ("POST", "/api/v1/series/1.2.3.4/complete", "submit", None),
     ("GET", "/api/v1/jobs", "read", None),
     ("POST", "/api/v1/jobs", "submit", {"series_uid": "1.2.3.4", "algorithm": "body"}),
     ("GET", "/api/v1/jobs/999", "read", None),
@@ -233,7 +234,7 @@ class RolesAndRoutes(HttpTestCase):
         # Every route of the role matrix is documented.
         for method, path, _, _ in ROUTES:
             pattern = re.sub(r"/999(?=/|$)", "/{id}", path)
-            pattern = re.sub(r"/(1\.2\.3\.4)$", "/{uid}", pattern)
+            pattern = re.sub(r"/(1\.2\.3\.4)(?=/|$)", "/{uid}", pattern)
             pattern = re.sub(r"/(nosuchpeer|nosuchkey|body)(?=/|$)", "/{name}", pattern)
             pattern = pattern.replace("/outputs/seg.dcm", "/outputs/{name}")
             self.assertIn((pattern, method), documented, f"{method} {path}")
@@ -409,9 +410,31 @@ class JobsOverHttp(HttpTestCase):
         self.assertEqual(metric(text, "segnode_http_requests_total",
                                 {"route": "/api/v1/jobs/{id}/outputs/{name}", "status": "304"}),
                          1)
+        self.assertEqual(metric(text, "segnode_job_duration_seconds_count", {"algorithm": "body"}),
+                         1)
+        self.assertEqual(metric(text, "segnode_job_duration_seconds_bucket",
+                                {"algorithm": "body", "le": "+Inf"}), 1)
         self.assertGreater(metric(text, "segnode_disk_free_bytes"), 0)
         self.assertGreater(metric(text, "segnode_uptime_seconds"), 0)
         self.assertEqual(metric(text, "segnode_build_info", {"version": system["version"]}), 1)
+
+    def test_complete_a_series_now(self):
+        node = self.http_node(series={"quiet_period_s": 600})
+        alice = self.add_key(node, "alice", "submit")
+        reader = self.add_key(node, "reader", "read")
+        series = self.series(slices=4)
+        self.assertProcOk(node.storescu(series["files"]), "storescu")
+        uid = series["series_uid"]
+        self.assertEqual(node.scalar("SELECT state FROM series"), "receiving")
+        self.assertProblem(self.call("POST", f"/api/v1/series/{uid}/complete", key=reader), 403)
+        r = self.call("POST", f"/api/v1/series/{uid}/complete", key=alice)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json()["state"], "complete")
+        node.wait_for(lambda: node.scalar("SELECT state FROM series") == "routed", 10,
+                      what="the completed series routed (no rules: to nothing)")
+        self.assertProblem(self.call("POST", f"/api/v1/series/{uid}/complete", key=alice), 409,
+                           "not receiving")
+        self.assertProblem(self.call("POST", "/api/v1/series/9.9.9/complete", key=alice), 404)
 
     def test_paging_and_filters(self):
         node = self.http_node()

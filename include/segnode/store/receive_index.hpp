@@ -130,6 +130,9 @@ public:
     std::vector<SeriesRow> complete_series_of_association(std::int64_t association_id,
                                                           std::int64_t now);
 
+    /// Marks one `receiving` series complete now (HTTP API); false if it was not receiving.
+    bool complete_series(std::int64_t series_id, std::int64_t now);
+
     std::optional<SeriesRow> find_series(const std::string& series_uid);
     std::optional<SeriesRow> find_series(std::int64_t id);
     /// Newest (last received) first; `state` empty: all.
