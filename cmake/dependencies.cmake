@@ -5,7 +5,7 @@ find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(tomlplusplus REQUIRED)
-find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto SSL)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(DCMTK REQUIRED CONFIG)
 find_package(Boost 1.74 REQUIRED) # header-only: Asio for the job runner

@@ -14,7 +14,7 @@ packages=(
   # runtime data: the DICOM dictionary comes with libdcmtk17
   libdcmtk17
   # real peers and independent checkers used by the tests and benchmarks
-  dcmtk dicom3tools python3 python3-pydicom python3-numpy python3-nibabel
+  dcmtk dicom3tools python3 python3-pydicom python3-numpy python3-nibabel python3-requests
   # reference DICOM -> NIfTI converter for the benchmarks
   dcm2niix
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write

@@ -105,7 +105,7 @@ Result<IssuedKey> issue_key(store::ApiKeyRepository& repo, const std::string& na
     return issued;
 }
 
-Result<store::ApiKeyRow> authenticate(store::ApiKeyRepository& repo, const std::string& key) {
+Result<store::ApiKeyRow> verify_key(store::ApiKeyRepository& repo, const std::string& key) {
     const std::size_t expected = k_key_tag.size() + k_prefix_hex + 1 + k_secret_hex;
     if (key.size() != expected || key.compare(0, k_key_tag.size(), k_key_tag) != 0 ||
         key[k_key_tag.size() + k_prefix_hex] != '_') {
@@ -127,8 +127,15 @@ Result<store::ApiKeyRow> authenticate(store::ApiKeyRepository& repo, const std::
     if (row->revoked_at) {
         return Error{"API key '" + row->name + "' has been revoked"};
     }
-    repo.touch(row->id, now_ms());
     return *row;
+}
+
+Result<store::ApiKeyRow> authenticate(store::ApiKeyRepository& repo, const std::string& key) {
+    auto row = verify_key(repo, key);
+    if (row) {
+        repo.touch(row->id, now_ms());
+    }
+    return row;
 }
 
 } // namespace segnode::api

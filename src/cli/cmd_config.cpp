@@ -52,6 +52,14 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                   << "\n"
                   << "  jobs:    workers=" << c.jobs.workers << " timeout_s=" << c.jobs.timeout_s
                   << " send attempts=" << c.send.attempts << "\n";
+        if (c.http.enabled) {
+            std::cout << "  http:    " << (c.http.tls_cert_file.empty() ? "http" : "https")
+                      << "://" << c.http.bind_address << ":" << c.http.port
+                      << " max_connections=" << c.http.max_connections
+                      << " max_body_bytes=" << c.http.max_body_bytes << "\n";
+        } else {
+            std::cout << "  http:    disabled\n";
+        }
         for (const PeerConfig& peer : c.peers) {
             std::cout << "  peer:    " << peer.name << " = " << peer.ae_title << "@" << peer.host
                       << ":" << peer.port << "\n";

@@ -3,6 +3,7 @@
 // node picks up retried jobs and cancellation requests at its next poll.
 #include "cli_common.hpp"
 #include "segnode/core/clock.hpp"
+#include "segnode/pipeline/job_service.hpp"
 #include "segnode/store/job_repo.hpp"
 
 #include <cstdio>
@@ -121,12 +122,10 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
         sub->add_option("ID", *id, "Job id")->required();
         sub->callback([&options, &exit_code, id, retry] {
             with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
-                store::JobRepo repo(db);
-                bool ok = false;
-                const std::string message =
-                    retry ? repo.retry(*id, now_ms(), ok) : repo.request_cancel(*id, now_ms(), ok);
-                (ok ? std::cout : std::cerr) << message << "\n";
-                exit_code = ok ? 0 : 1;
+                const auto outcome =
+                    retry ? pipeline::retry_job(db, *id) : pipeline::cancel_job(db, *id);
+                (outcome.ok() ? std::cout : std::cerr) << outcome.message << "\n";
+                exit_code = outcome.ok() ? 0 : 1;
             });
         });
     }

@@ -2,6 +2,7 @@
 #include "cli_common.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/clock.hpp"
+#include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
@@ -108,7 +109,7 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     run->add_option("--algorithm", ro->algorithm, "Algorithm name (segnode algorithm list)")
         ->required();
     run->add_option("--set", ro->assignments, "Setting KEY=VALUE (repeatable)");
-    run->add_option("--to", ro->to, "Destination peer name, or 'sender' (default)");
+    run->add_option("--to", ro->to, "Destination peer name, 'sender' (default) or 'none' (keep the results on the node)");
     run->add_option("--outputs", ro->outputs, "seg, rtstruct or both (default both)");
     run->callback([&options, &exit_code, ro] {
         auto config = resolve_config(options);
@@ -134,45 +135,27 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
-        if (ro->to != "sender" && config->find_peer(ro->to) == nullptr) {
-            std::cerr << "series run: --to: unknown peer '" << ro->to << "'\n";
-            exit_code = 2;
-            return;
-        }
         auto db = open_database(*config, false);
         if (!db) {
             exit_code = 1;
             return;
         }
         try {
-            const auto series = store::ReceiveIndex(*db).find_series(ro->uid);
-            if (!series) {
-                std::cerr << "series run: no series " << ro->uid << "\n";
-                exit_code = 1;
+            pipeline::SubmitRequest request;
+            request.series_uid = ro->uid;
+            request.algorithm = ro->algorithm;
+            request.settings = *raw;
+            request.outputs = *outputs;
+            request.destination = ro->to;
+            const auto outcome = pipeline::JobService(*config, registry).submit(*db, request);
+            if (!outcome.ok()) {
+                std::cerr << "series run: " << outcome.message << "\n";
+                const bool missing = outcome.problem == pipeline::JobProblem::SeriesNotFound ||
+                                     outcome.problem == pipeline::JobProblem::SeriesEmpty;
+                exit_code = missing ? 1 : 2;
                 return;
             }
-            if (series->instance_count == 0) {
-                std::cerr << "series run: series " << ro->uid
-                          << " has no stored instances (removed by retention?)\n";
-                exit_code = 1;
-                return;
-            }
-            std::string unresolved;
-            auto job = pipeline::make_job(*config, registry, *series, "manual", ro->algorithm, *raw,
-                                          *outputs, ro->to, unresolved);
-            if (!job) {
-                std::cerr << "series run: " << job.error().message << "\n";
-                exit_code = 2;
-                return;
-            }
-            if (!unresolved.empty()) {
-                std::cerr << "series run: " << unresolved << "\n";
-                exit_code = 2;
-                return;
-            }
-            const auto id = store::JobRepo(*db).create(*job, now_ms(), "segnode series run");
-            std::cout << "job " << id << " queued: " << ro->algorithm << " on " << ro->uid << " -> "
-                      << job->dest_ae << " at " << job->dest_host << ":" << job->dest_port << "\n";
+            std::cout << outcome.message << "\n";
         } catch (const store::DatabaseError& e) {
             std::cerr << "series run: " << e.what() << "\n";
             exit_code = 1;

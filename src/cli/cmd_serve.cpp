@@ -1,4 +1,5 @@
 #include "cli_common.hpp"
+#include "segnode/api/http_server.hpp"
 #include "segnode/core/logging.hpp"
 #include "segnode/pipeline/service.hpp"
 
@@ -19,7 +20,9 @@ void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
-        exit_code = pipeline::run_service(*config);
+        // The HTTP API lives in the api layer, above pipeline: serve hands it in.
+        api::HttpService http;
+        exit_code = pipeline::run_service(*config, &http);
     });
 }
 

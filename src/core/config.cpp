@@ -139,6 +139,43 @@ std::optional<std::string> set_allowed_callers(const toml::node& node, Config& c
     return std::nullopt;
 }
 
+const std::map<std::string, KeyDef>& key_table();
+
+/// [http.tls]: cert_file and key_file, both or neither; paths resolved against the config
+/// file's folder. Errors carry their own position.
+std::optional<std::string> set_http_tls(const toml::node& node, Config& c,
+                                        const std::string& file) {
+    const auto* tbl = node.as_table();
+    if (tbl == nullptr) {
+        return where(file, node.source()) + ": http.tls: expected a table ([http.tls] with "
+                                            "cert_file and key_file)";
+    }
+    c.http.tls_where = where(file, node.source());
+    for (const auto& [k, v] : *tbl) {
+        const std::string key = "http.tls." + std::string(k.str());
+        const auto it = key_table().find(key);
+        if (it == key_table().end()) {
+            return where(file, k.source()) + ": unknown key '" + key +
+                   "' (known: http.tls.cert_file, http.tls.key_file)";
+        }
+        if (auto err = it->second.set(v, c)) {
+            return where(file, v.source()) + ": " + key + ": " + *err;
+        }
+        std::string& path = key == "http.tls.cert_file" ? c.http.tls_cert_file
+                                                        : c.http.tls_key_file;
+        if (path.empty()) {
+            return where(file, v.source()) + ": " + key + ": must not be empty";
+        }
+        if (std::filesystem::path(path).is_relative() && file != "<defaults>") {
+            path = (std::filesystem::absolute(file).parent_path() / path).lexically_normal();
+        }
+    }
+    if (c.http.tls_cert_file.empty() != c.http.tls_key_file.empty()) {
+        return c.http.tls_where + ": http.tls: set both cert_file and key_file (or neither)";
+    }
+    return std::nullopt;
+}
+
 const std::map<std::string, KeyDef>& key_table() {
     static const std::map<std::string, KeyDef> table = {
         {"node.ae_title",
@@ -290,6 +327,48 @@ const std::map<std::string, KeyDef>& key_table() {
         {"retention.check_interval_s",
          {uint_in(&Config::retention, &RetentionConfig::check_interval_s, 1, 86400),
           "retention interval"}},
+        {"http.enabled", {bool_in(&Config::http, &HttpConfig::enabled), "HTTP API on/off"}},
+        {"http.bind_address",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              if (auto e = read_string(n, c.http.bind_address)) {
+                  return e;
+              }
+              in_addr v4{};
+              if (inet_pton(AF_INET, c.http.bind_address.c_str(), &v4) != 1) {
+                  return "'" + c.http.bind_address +
+                         "' is not an IPv4 address (use 0.0.0.0 for all interfaces)";
+              }
+              return std::nullopt;
+          },
+          "HTTP listen address"}},
+        {"http.port",
+         {[](const toml::node& n, Config& c) -> std::optional<std::string> {
+              unsigned port = 0;
+              if (auto e = read_uint(n, 1, 65535, port)) {
+                  return e;
+              }
+              c.http.port = static_cast<std::uint16_t>(port);
+              return std::nullopt;
+          },
+          "HTTP port"}},
+        {"http.max_body_bytes",
+         {uint_in(&Config::http, &HttpConfig::max_body_bytes, 1024, 1073741824),
+          "request body limit"}},
+        {"http.max_header_bytes",
+         {uint_in(&Config::http, &HttpConfig::max_header_bytes, 1024, 1048576),
+          "request header limit"}},
+        {"http.header_timeout_s",
+         {uint_in(&Config::http, &HttpConfig::header_timeout_s, 1, 600), "header timeout"}},
+        {"http.max_connections",
+         {uint_in(&Config::http, &HttpConfig::max_connections, 1, 10000), "max connections"}},
+        {"http.metrics_require_key",
+         {bool_in(&Config::http, &HttpConfig::metrics_require_key), "metrics need a key"}},
+        {"http.tls.cert_file",
+         {[](const toml::node& n, Config& c) { return read_string(n, c.http.tls_cert_file); },
+          "TLS certificate chain (PEM)"}},
+        {"http.tls.key_file",
+         {[](const toml::node& n, Config& c) { return read_string(n, c.http.tls_key_file); },
+          "TLS private key (PEM)"}},
         {"series.late_instance_policy",
          {[](const toml::node& n, Config& c) -> std::optional<std::string> {
               std::string s;
@@ -347,7 +426,7 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
     Config config;
     config.source = file;
     static const std::vector<std::string> sections = {
-        "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention"};
+        "node", "log", "dicom", "storage", "series", "jobs", "send", "output", "retention", "http"};
     for (const auto& [sk, sv] : root) {
         const std::string section(sk.str());
         if (section == "algorithms") {
@@ -384,6 +463,12 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
             if (key == "node.extra_ae_titles") {
                 if (auto err = set_extra_ae_titles(v, config)) {
                     return Error{where(file, v.source()) + ": " + key + ": " + *err};
+                }
+                continue;
+            }
+            if (key == "http.tls") {
+                if (auto err = set_http_tls(v, config, file)) {
+                    return Error{*err};
                 }
                 continue;
             }

@@ -404,6 +404,17 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
         }
         const std::int64_t attempt = job->send_attempts + 1;
         std::string failure;
+        if (job->spec.destination == "none") {
+            // Results stay on the node for download (HTTP API); nothing to send.
+            write_db(ctx.pool, [&](store::Database& db) {
+                if (store::JobRepo(db).transition(job_id, store::JobState::Sending,
+                                                  store::JobState::Done, now_ms(),
+                                                  "destination none: results kept on the node")) {
+                    log.info("done (destination none: results kept on the node)");
+                }
+            });
+            return;
+        }
         if (job->spec.dest_ae.empty()) {
             failure = "no destination: " + job->error;
         } else if (!pending.empty()) {

@@ -135,6 +135,9 @@ Result<store::NewJob> make_job(const Config& config, const algorithms::Registry&
     job.outputs = outputs_text(outputs);
     job.destination = destination;
     unresolved.clear();
+    if (destination == "none") {
+        return job; // results stay on the node: nothing to resolve, nothing to send
+    }
     if (auto peer = resolve_destination(config, destination, series)) {
         job.dest_ae = peer->ae_title;
         job.dest_host = peer->host;

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <pthread.h>
 
+#include <atomic>
 #include <chrono>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -25,7 +26,8 @@
 
 namespace segnode::pipeline {
 
-int run_service(const Config& config) {
+int run_service(const Config& config, ServiceExtension* extension) {
+    const std::int64_t started_at = now_ms();
     // Signals are taken by one thread with sigwait(); block them before any thread starts.
     sigset_t signals;
     sigemptyset(&signals);
@@ -133,6 +135,23 @@ int run_service(const Config& config) {
     }
     completion.start();
     jobs.start();
+    std::atomic<bool> scp_listening{true};
+    const ServiceContext context{config,
+                                 workdir,
+                                 pool,
+                                 registry,
+                                 started_at,
+                                 [&jobs] { jobs.wake(); },
+                                 [&scp_listening] { return scp_listening.load(); },
+                                 [&server] { return server.active_associations(); }};
+    if (extension != nullptr) {
+        if (auto st = extension->start(context); !st) {
+            spdlog::critical("{}", st.error().message);
+            completion.stop();
+            jobs.stop();
+            return 1;
+        }
+    }
 
     std::thread signal_thread([&server, signals] {
         int sig = 0;
@@ -150,8 +169,12 @@ int run_service(const Config& config) {
                  workdir.root().string(), config.series.quiet_period_s);
     systemd_notify("READY=1\nSTATUS=accepting associations");
     server.run();
+    scp_listening = false;
     systemd_notify("STOPPING=1");
     signal_thread.join();
+    if (extension != nullptr) {
+        extension->stop();
+    }
 
     const auto grace = std::chrono::seconds(config.node.shutdown_grace_s);
     if (server.active_associations() > 0) {

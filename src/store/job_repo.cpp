@@ -12,7 +12,8 @@ constexpr std::array<const char*, 6> k_state_names = {"queued", "running", "send
 constexpr const char* k_job_columns =
     "id, series_id, series_uid, rule, algorithm, algorithm_version, settings, outputs, "
     "destination, dest_ae, dest_host, dest_port, state, runs, send_attempts, not_before, "
-    "cancel_requested, error, created_at, started_at, finished_at, updated_at, purged_at";
+    "cancel_requested, error, created_at, started_at, finished_at, updated_at, purged_at, "
+    "owner_key_id, owner_key_name";
 
 JobRow read_job(const Statement& st) {
     JobRow r;
@@ -39,6 +40,8 @@ JobRow read_job(const Statement& st) {
     r.finished_at = st.column_optional_int64(20);
     r.updated_at = st.column_int64(21);
     r.purged_at = st.column_optional_int64(22);
+    r.spec.owner_key_id = st.column_optional_int64(23);
+    r.spec.owner_key_name = st.column_text(24);
     return r;
 }
 
@@ -92,10 +95,11 @@ std::int64_t JobRepo::create(const NewJob& job, std::int64_t now, const std::str
 
 std::int64_t JobRepo::create_in_transaction(const NewJob& job, std::int64_t now,
                                             const std::string& why) {
-    m_db.prepare("INSERT INTO jobs(series_id, series_uid, rule, algorithm, algorithm_version, "
-                 "settings, outputs, destination, dest_ae, dest_host, dest_port, state, "
-                 "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?)")
-        .bind(1, job.series_id)
+    auto insert = m_db.prepare(
+        "INSERT INTO jobs(series_id, series_uid, rule, algorithm, algorithm_version, settings, "
+        "outputs, destination, dest_ae, dest_host, dest_port, state, created_at, updated_at, "
+        "owner_key_id, owner_key_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?)");
+    insert.bind(1, job.series_id)
         .bind(2, job.series_uid)
         .bind(3, job.rule)
         .bind(4, job.algorithm)
@@ -108,7 +112,13 @@ std::int64_t JobRepo::create_in_transaction(const NewJob& job, std::int64_t now,
         .bind(11, job.dest_port)
         .bind(12, now)
         .bind(13, now)
-        .run();
+        .bind(14, job.owner_key_id);
+    if (job.owner_key_id) {
+        insert.bind(15, job.owner_key_name);
+    } else {
+        insert.bind_null(15);
+    }
+    insert.run();
     const std::int64_t id = m_db.last_insert_rowid();
     add_event(id, now, "queued", why);
     return id;
@@ -135,6 +145,42 @@ std::vector<JobRow> JobRepo::list(std::optional<JobState> state, std::int64_t li
         st.bind(index++, to_string(*state));
     }
     st.bind(index, limit);
+    std::vector<JobRow> rows;
+    while (st.step()) {
+        rows.push_back(read_job(st));
+    }
+    return rows;
+}
+
+std::vector<JobRow> JobRepo::list(const JobFilter& filter) {
+    std::string sql = std::string("SELECT ") + k_job_columns + " FROM jobs WHERE 1";
+    if (filter.state) {
+        sql += " AND state = ?1";
+    }
+    if (!filter.algorithm.empty()) {
+        sql += " AND algorithm = ?2";
+    }
+    if (filter.owner_key_id) {
+        sql += " AND owner_key_id = ?3";
+    }
+    if (filter.before_id) {
+        sql += " AND id < ?4";
+    }
+    sql += " ORDER BY id DESC LIMIT ?5";
+    auto st = m_db.prepare(sql);
+    if (filter.state) {
+        st.bind(1, to_string(*filter.state));
+    }
+    if (!filter.algorithm.empty()) {
+        st.bind(2, filter.algorithm);
+    }
+    if (filter.owner_key_id) {
+        st.bind(3, *filter.owner_key_id);
+    }
+    if (filter.before_id) {
+        st.bind(4, *filter.before_id);
+    }
+    st.bind(5, filter.limit);
     std::vector<JobRow> rows;
     while (st.step()) {
         rows.push_back(read_job(st));
@@ -419,6 +465,14 @@ std::vector<std::pair<std::string, std::int64_t>> JobRepo::count_by_state() {
         }
     }
     return counts;
+}
+
+std::optional<std::int64_t> JobRepo::oldest_queued_at() {
+    auto st = m_db.prepare("SELECT min(created_at) FROM jobs WHERE state = 'queued'");
+    if (!st.step()) {
+        return std::nullopt;
+    }
+    return st.column_optional_int64(0);
 }
 
 } // namespace segnode::store

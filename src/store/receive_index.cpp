@@ -303,6 +303,10 @@ std::vector<SeriesRow> ReceiveIndex::complete_series_of_association(std::int64_t
     return complete_receiving("last_association = ?", association_id, now);
 }
 
+bool ReceiveIndex::complete_series(std::int64_t series_id, std::int64_t now) {
+    return !complete_receiving("id = ?", series_id, now).empty();
+}
+
 std::optional<SeriesRow> ReceiveIndex::find_series(const std::string& series_uid) {
     auto st = m_db.prepare(std::string("SELECT ") + k_series_columns +
                            " FROM series WHERE series_uid = ?");
@@ -335,6 +339,32 @@ std::vector<SeriesRow> ReceiveIndex::list_series(std::optional<SeriesState> stat
         st.bind(index++, to_string(*state));
     }
     st.bind(index, limit);
+    std::vector<SeriesRow> rows;
+    while (st.step()) {
+        rows.push_back(read_series(st));
+    }
+    return rows;
+}
+
+std::vector<SeriesRow> ReceiveIndex::list_series_page(std::optional<SeriesState> state,
+                                                      std::optional<std::int64_t> before_id,
+                                                      std::int64_t limit) {
+    std::string sql = std::string("SELECT ") + k_series_columns + " FROM series WHERE 1";
+    if (state) {
+        sql += " AND state = ?1";
+    }
+    if (before_id) {
+        sql += " AND id < ?2";
+    }
+    sql += " ORDER BY id DESC LIMIT ?3";
+    auto st = m_db.prepare(sql);
+    if (state) {
+        st.bind(1, to_string(*state));
+    }
+    if (before_id) {
+        st.bind(2, *before_id);
+    }
+    st.bind(3, limit);
     std::vector<SeriesRow> rows;
     while (st.step()) {
         rows.push_back(read_series(st));

@@ -250,6 +250,7 @@ class Node:
         self.config_path = self.base_dir / f"{name}.toml"
         self.log_path = self.base_dir / f"{name}.log"
         self.port = None
+        self.http_port = None
         self.proc = None
         self.config = {}
         self._overrides = config or {}
@@ -259,16 +260,25 @@ class Node:
     def write_config(self):
         if self.port is None:
             self.port = free_port()
+        if self.http_port is None:
+            self.http_port = free_port()
         base = {
             "node": {"ae_title": NODE_AE, "workdir": str(self.workdir), "shutdown_grace_s": 20},
             "log": {"level": "info"},
             "dicom": {"bind_address": LOOPBACK, "port": self.port, "acse_timeout_s": 10,
                       "dimse_timeout_s": 30},
             "series": {"quiet_period_s": 600},
+            "http": {"port": self.http_port},
         }
         self.config = merge_config(base, self._overrides)
         self.config["dicom"]["port"] = self.port
         self.config_path.write_text(to_toml(self.config))
+
+    @property
+    def http_url(self):
+        """Base URL of the node's HTTP API."""
+        http = self.config.get("http", {})
+        return f"http://{http.get('bind_address', LOOPBACK)}:{http['port']}"
 
     @property
     def db_path(self):
@@ -313,6 +323,7 @@ class Node:
             log = self.log_text()
             if "Address already in use" in log or "cannot listen" in log:
                 self.port = None  # someone took the port: try another one
+                self.http_port = None
                 continue
             raise AssertionError(f"segnode exited with {self.proc.returncode} at start\n"
                                  + self.log_tail())

@@ -50,6 +50,82 @@ TEST(Config, ShippedSampleIsValidAndMatchesDefaults) {
     EXPECT_EQ(r->series.complete_on_association_release,
               defaults.series.complete_on_association_release);
     EXPECT_EQ(r->series.late_instance_policy, defaults.series.late_instance_policy);
+    EXPECT_EQ(r->http.enabled, defaults.http.enabled);
+    EXPECT_EQ(r->http.bind_address, defaults.http.bind_address);
+    EXPECT_EQ(r->http.port, defaults.http.port);
+    EXPECT_EQ(r->http.max_body_bytes, defaults.http.max_body_bytes);
+    EXPECT_EQ(r->http.max_header_bytes, defaults.http.max_header_bytes);
+    EXPECT_EQ(r->http.header_timeout_s, defaults.http.header_timeout_s);
+    EXPECT_EQ(r->http.max_connections, defaults.http.max_connections);
+    EXPECT_EQ(r->http.metrics_require_key, defaults.http.metrics_require_key);
+}
+
+TEST(ConfigHttp, DefaultsServeLoopbackOn8080) {
+    auto r = parse("");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(r->http.enabled);
+    EXPECT_EQ(r->http.bind_address, "127.0.0.1");
+    EXPECT_EQ(r->http.port, 8080);
+    EXPECT_FALSE(r->http.metrics_require_key);
+}
+
+TEST(ConfigHttp, ReadsEveryKey) {
+    auto r = parse(R"([http]
+enabled = false
+bind_address = "0.0.0.0"
+port = 9090
+max_body_bytes = 2048
+max_header_bytes = 4096
+header_timeout_s = 3
+max_connections = 7
+metrics_require_key = true
+)");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->http.enabled);
+    EXPECT_EQ(r->http.bind_address, "0.0.0.0");
+    EXPECT_EQ(r->http.port, 9090);
+    EXPECT_EQ(r->http.max_body_bytes, 2048U);
+    EXPECT_EQ(r->http.max_header_bytes, 4096U);
+    EXPECT_EQ(r->http.header_timeout_s, 3U);
+    EXPECT_EQ(r->http.max_connections, 7U);
+    EXPECT_TRUE(r->http.metrics_require_key);
+}
+
+TEST(ConfigHttp, TlsNeedsBothFilesAndResolvesPaths) {
+    auto r = parse_config("[http.tls]\ncert_file = \"/etc/c.pem\"\nkey_file = \"k.pem\"\n",
+                          "/srv/conf/segnode.toml");
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->http.tls_cert_file, "/etc/c.pem");
+    EXPECT_EQ(r->http.tls_key_file, "/srv/conf/k.pem");
+    EXPECT_TRUE(parse("").value().http.tls_cert_file.empty());
+
+    auto msg = error_of("[http]\nport = 8443\n[http.tls]\ncert_file = \"/c.pem\"\n");
+    EXPECT_NE(msg.find("test.toml:3:1: http.tls: set both cert_file and key_file"),
+              std::string::npos) << msg;
+    msg = error_of("[http.tls]\ncert_file = \"/c.pem\"\nkey = \"/k.pem\"\n");
+    EXPECT_NE(msg.find("test.toml:3:1: unknown key 'http.tls.key'"), std::string::npos) << msg;
+    msg = error_of("[http.tls]\ncert_file = 3\n");
+    EXPECT_NE(msg.find("test.toml:2:13: http.tls.cert_file: expected a string"),
+              std::string::npos) << msg;
+}
+
+TEST(ConfigHttp, ErrorsNameFileLineAndKey) {
+    auto msg = error_of("[http]\nport = 0\n");
+    EXPECT_NE(msg.find("test.toml:2:8: http.port: value 0 is out of range [1, 65535]"),
+              std::string::npos) << msg;
+    msg = error_of("[http]\n\nbind_address = \"localhost\"\n");
+    EXPECT_NE(msg.find("test.toml:3:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("http.bind_address: 'localhost' is not an IPv4 address"),
+              std::string::npos) << msg;
+    msg = error_of("[http]\nheader_timeout_s = 0\n");
+    EXPECT_NE(msg.find("http.header_timeout_s: value 0 is out of range [1, 600]"),
+              std::string::npos) << msg;
+    msg = error_of("[http]\nenabled = \"yes\"\n");
+    EXPECT_NE(msg.find("http.enabled: expected true or false"), std::string::npos) << msg;
+    msg = error_of("[http]\nmax_body_bytes = 10\n");
+    EXPECT_NE(msg.find("http.max_body_bytes: value 10 is out of range"), std::string::npos) << msg;
+    msg = error_of("[http]\nmax_conections = 3\n");
+    EXPECT_NE(msg.find("did you mean 'http.max_connections'"), std::string::npos) << msg;
 }
 
 TEST(Config, ReadsEveryKey) {

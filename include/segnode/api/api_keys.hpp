@@ -30,7 +30,10 @@ std::optional<std::string> key_name_problem(const std::string& name);
 Result<IssuedKey> issue_key(store::ApiKeyRepository& repo, const std::string& name, Role role);
 
 /// Checks a presented key: well-formed, known, not revoked, hash matches (constant-time
-/// comparison). Records last use. Returns the key's row.
+/// comparison). Returns the key's row; records nothing.
+Result<store::ApiKeyRow> verify_key(store::ApiKeyRepository& repo, const std::string& key);
+
+/// verify_key, then records the use (last_used_at). Returns the key's row.
 Result<store::ApiKeyRow> authenticate(store::ApiKeyRepository& repo, const std::string& key);
 
 } // namespace segnode::api

@@ -119,6 +119,23 @@ struct RetentionConfig {
     unsigned check_interval_s = 60; ///< how often retention runs
 };
 
+/// The HTTP API ([http]); docs/api.md.
+struct HttpConfig {
+    bool enabled = true;
+    std::string bind_address = "127.0.0.1"; ///< IPv4
+    std::uint16_t port = 8080;
+    unsigned max_body_bytes = 1048576;  ///< larger request bodies: 413
+    unsigned max_header_bytes = 16384;  ///< larger request headers: 431
+    unsigned header_timeout_s = 10;     ///< a client must send its headers within this time
+    unsigned max_connections = 64;      ///< connections beyond this are closed at once
+    bool metrics_require_key = false;   ///< false: /metrics needs no key from a loopback peer
+    /// [http.tls]: both set: HTTPS only (PEM certificate chain and private key; absolute,
+    /// relative paths are taken from the config file's folder). Both empty: plain HTTP.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    std::string tls_where; ///< file:line:column of [http.tls], for the check that both are set
+};
+
 /// One setting of an external algorithm's schema, as written in [algorithms.settings.NAME].
 /// Checked here for shape; the algorithms layer turns it into a SettingSpec and checks it.
 struct ExternalSettingConfig {
@@ -186,6 +203,7 @@ struct Config {
     SendConfig send;
     OutputConfig output;
     RetentionConfig retention;
+    HttpConfig http;
     std::vector<PeerConfig> peers;
     std::vector<RuleConfig> rules;
     /// Directory whose *.toml files each hold one [[algorithms]] entry ("" = none); absolute.

@@ -34,6 +34,9 @@ struct NewJob {
     std::string dest_ae;
     std::string dest_host;
     std::int64_t dest_port = 0;
+    /// The API key that created the job (HTTP API); none for rules and the local CLI.
+    std::optional<std::int64_t> owner_key_id;
+    std::string owner_key_name;
 };
 
 struct JobRow {
@@ -67,6 +70,16 @@ struct JobOutput {
     std::string send_detail;
 };
 
+/// A page of jobs, newest first: those matching every given filter with an id below
+/// `before_id` (the cursor of the previous page).
+struct JobFilter {
+    std::optional<JobState> state;
+    std::string algorithm; ///< empty: any
+    std::optional<std::int64_t> owner_key_id;
+    std::optional<std::int64_t> before_id;
+    std::int64_t limit = 50;
+};
+
 struct JobEvent {
     std::int64_t at = 0;
     std::string event;
@@ -86,6 +99,7 @@ public:
     std::optional<JobRow> find(std::int64_t id);
     /// Newest first; `state` empty: all states.
     std::vector<JobRow> list(std::optional<JobState> state, std::int64_t limit);
+    std::vector<JobRow> list(const JobFilter& filter);
     std::vector<JobRow> for_series(std::int64_t series_id);
 
     /// The oldest job that may run now: queued, or sending with its backoff elapsed, not
@@ -137,6 +151,8 @@ public:
     void mark_purged(std::int64_t id, std::int64_t at);
     /// (state, number of jobs) for the states that have jobs, in state order.
     std::vector<std::pair<std::string, std::int64_t>> count_by_state();
+    /// created_at of the oldest queued job, if any.
+    std::optional<std::int64_t> oldest_queued_at();
 
 private:
     Database& m_db;

@@ -130,10 +130,17 @@ public:
     std::vector<SeriesRow> complete_series_of_association(std::int64_t association_id,
                                                           std::int64_t now);
 
+    /// Marks one `receiving` series complete now (HTTP API); false if it was not receiving.
+    bool complete_series(std::int64_t series_id, std::int64_t now);
+
     std::optional<SeriesRow> find_series(const std::string& series_uid);
     std::optional<SeriesRow> find_series(std::int64_t id);
     /// Newest (last received) first; `state` empty: all.
     std::vector<SeriesRow> list_series(std::optional<SeriesState> state, std::int64_t limit);
+    /// A page of series, newest first by id, below `before_id` when given (HTTP API paging).
+    std::vector<SeriesRow> list_series_page(std::optional<SeriesState> state,
+                                            std::optional<std::int64_t> before_id,
+                                            std::int64_t limit);
     /// Relative paths of a series' instance files, in SOP Instance UID order.
     std::vector<std::string> series_files(std::int64_t series_id);
     /// Complete series waiting for routing, oldest first.

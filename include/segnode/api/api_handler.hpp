@@ -1,0 +1,46 @@
+#pragma once
+// The HTTP API's routes, authentication and metrics, in plain C++ over HttpRequest and
+// HttpResponse (docs/api.md). One ApiHandler serves every connection; handle() is
+// thread-safe and may block on the database for as long as one short query or write takes.
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "segnode/api/api_keys.hpp"
+#include "segnode/api/http_types.hpp"
+#include "segnode/pipeline/service.hpp"
+
+namespace segnode::api {
+
+/// The role order: read < submit < admin.
+int role_rank(Role role);
+
+class ApiHandler {
+public:
+    explicit ApiHandler(const pipeline::ServiceContext& context);
+    ~ApiHandler();
+    ApiHandler(const ApiHandler&) = delete;
+    ApiHandler& operator=(const ApiHandler&) = delete;
+
+    HttpResponse handle(const HttpRequest& request);
+
+    /// Counted by the server for /metrics: connections refused over http.max_connections,
+    /// clients cut off for not sending their headers in time.
+    void count_connection_refused() { ++m_connections_refused; }
+    void count_header_timeout() { ++m_header_timeouts; }
+    /// Records a response the server produced itself (413, 431, 400) for /metrics.
+    void count_response(const std::string& route, int status);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+    std::atomic<std::uint64_t> m_connections_refused{0};
+    std::atomic<std::uint64_t> m_header_timeouts{0};
+    friend struct Impl;
+};
+
+} // namespace segnode::api
