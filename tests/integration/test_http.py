@@ -459,6 +459,55 @@ class JobsOverHttp(HttpTestCase):
             if cursor is None:
                 break
         self.assertEqual(pages, [ids[::-1][0:2], ids[::-1][2:4], ids[::-1][4:]])
+        # The admin CLI on the remote node prints what the local command prints.
+        import subprocess
+        from harness import SEGNODE_BIN
+
+        def remote(*args, key=alice, extra_env=None):
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("SEGNODE_API_KEY", "SEGNODE_SERVER", "SEGNODE_CONFIG")}
+            if key is not None:
+                env["SEGNODE_API_KEY"] = key
+            env.update(extra_env or {})
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        node.wait_for(lambda: node.scalar("SELECT count(*) FROM jobs WHERE state NOT IN "
+                                          "('done', 'failed', 'cancelled')") == 0, 120,
+                      what="every job finished")
+        local = node.cli("job", "list")
+        self.assertProcOk(local, "job list")
+        over_http = remote("job", "list")
+        self.assertProcOk(over_http, "job list --server")
+        self.assertEqual(over_http.stdout, local.stdout)
+        self.assertEqual(remote("job", "list", "--limit", "2").stdout.splitlines(),
+                         local.stdout.splitlines()[:3])
+        shown = remote("job", "show", str(ids[0]))
+        self.assertProcOk(shown, "job show --server")
+        self.assertIn(f"job {ids[0]}\n", shown.stdout)
+        self.assertIn("owner:       alice", shown.stdout)
+        self.assertIn("timeline:", shown.stdout)
+        for verb, why in (("cancel", "cannot be cancelled"),
+                          ("retry", "only failed or cancelled jobs can be retried")):
+            refused = remote("job", verb, str(ids[1]))
+            self.assertEqual(refused.returncode, 1, refused.stderr)
+            self.assertIn(why, refused.stderr)
+            self.assertEqual(refused.stderr, node.cli("job", verb, str(ids[1])).stderr)
+        keyfile = self.tmp / "key.txt"
+        keyfile.write_text(alice + "\n")
+        via_file = subprocess.run([str(SEGNODE_BIN), "--server", self.url, "--key-file",
+                                   str(keyfile), "job", "show", str(ids[1])],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={k: v for k, v in os.environ.items()
+                                       if k != "SEGNODE_API_KEY"})
+        self.assertProcOk(via_file, "job show --key-file")
+        self.assertIn("state:       done", via_file.stdout)
+        nokey = remote("job", "list", key=None)
+        self.assertEqual(nokey.returncode, 2)
+        self.assertIn("SEGNODE_API_KEY", nokey.stderr)
+        bad = remote("job", "list", key="snk_00000000_" + "0" * 64)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("unknown API key", bad.stderr)
+
         bodies = self.call("GET", "/api/v1/jobs?algorithm=body", key=alice).json()["items"]
         self.assertEqual([j["id"] for j in bodies], [ids[4], ids[2], ids[0]])
         self.assertProblem(self.call("GET", "/api/v1/jobs?cursor=abc", key=alice), 400,
@@ -619,6 +668,19 @@ class BadInputAndLimits(HttpTestCase):
             requests.get(base + "/healthz", verify=str(d / "other.pem"), timeout=10)
         with self.assertRaises(requests.ConnectionError):
             requests.get(f"http://{LOOPBACK}:{port}/healthz", timeout=10)
+        # The admin CLI over HTTPS, trusting the test CA only.
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = dict(os.environ, SEGNODE_API_KEY=reader, SEGNODE_CA_FILE=str(d / "ca.pem"))
+        listed = subprocess.run([str(SEGNODE_BIN), "--server", base, "job", "list"],
+                                capture_output=True, text=True, timeout=60, env=env)
+        self.assertProcOk(listed, "job list --server https://...")
+        self.assertIn("ID ", listed.stdout)
+        env["SEGNODE_CA_FILE"] = str(d / "other.pem")
+        untrusted = subprocess.run([str(SEGNODE_BIN), "--server", base, "job", "list"],
+                                   capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(untrusted.returncode, 1)
+        self.assertIn("TLS handshake", untrusted.stderr)
         # The plain-HTTP attempt did not disturb the server.
         r = requests.get(base + "/healthz", verify=str(d / "ca.pem"), timeout=10)
         self.assertEqual(r.status_code, 200)
