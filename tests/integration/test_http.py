@@ -700,6 +700,20 @@ class BadInputAndLimits(HttpTestCase):
                          r"http\.tls\.key_file: cannot use '.*other\.key' as a PEM private key: "
                          r"key values mismatch|does not belong to the certificate")
 
+    def test_readyz_and_refusal_metrics_below_the_disk_guard(self):
+        node = self.http_node(retention={"min_free_mb": 104857600})  # 100 TiB: always below
+        self.assertEqual(self.call("GET", "/healthz").status_code, 200)
+        body = self.assertProblem(self.call("GET", "/readyz"), 503, "not ready")
+        self.assertIn("below retention.min_free_mb", body["detail"])
+        series = self.series(slices=3)
+        node.storescu(series["files"])  # refused: out of resources (storescu stops there)
+        refused = node.scalar("SELECT count(*) FROM receive_events WHERE kind = 'refused'")
+        self.assertGreaterEqual(refused, 1)
+        text = self.call("GET", "/metrics").text
+        self.assertEqual(metric(text, "segnode_instances_refused_total", {"status": "0xA700"}),
+                         refused)
+        self.assertEqual(metric(text, "segnode_instances_received_total"), 0)
+
     def test_port_in_use_stops_start_up(self):
         blocker = socket.socket()
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
