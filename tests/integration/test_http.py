@@ -264,6 +264,29 @@ class RolesAndRoutes(HttpTestCase):
         self.assertProblem(self.call("DELETE", "/api/v1/keys/robot", key=admin), 409)
         self.assertProblem(self.call("DELETE", "/api/v1/keys/nobody", key=admin), 404)
 
+        # The key commands on the remote node print what the local ones print.
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = {k: v for k, v in os.environ.items() if k != "SEGNODE_CONFIG"}
+        env["SEGNODE_API_KEY"] = admin
+
+        def remote(*args):
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, "key", *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        over_http = remote("list")
+        self.assertProcOk(over_http, "key list --server")
+        self.assertEqual(over_http.stdout, node.cli("key", "list").stdout)
+        added = remote("add", "ci-bot", "--role", "submit")
+        self.assertProcOk(added, "key add --server")
+        bot = added.stdout.strip()
+        self.assertIn("shown only now", added.stderr)
+        self.assertEqual(self.call("GET", "/api/v1/jobs", key=bot).status_code, 200)
+        self.assertProcOk(remote("revoke", "ci-bot"), "key revoke --server")
+        self.assertProblem(self.call("GET", "/api/v1/jobs", key=bot), 401, "revoked")
+        again = remote("revoke", "ci-bot")
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("key revoke: ", again.stderr)
+
 
 class JobsOverHttp(HttpTestCase):
     def test_phantom_series_run_poll_download(self):
