@@ -1252,6 +1252,10 @@ void ApiHandler::Impl::add_routes() {
             }
             return json_response(200, {{"peer", peer->name},
                                        {"ok", true},
+                                       {"ae_title", peer->ae_title},
+                                       {"host", peer->host},
+                                       {"port", peer->port},
+                                       {"calling_ae", ctx.config.node.ae_title},
                                        {"round_trip_ms", result->round_trip.count()},
                                        {"total_ms", result->total.count()}});
         });

@@ -190,6 +190,42 @@ class RolesAndRoutes(HttpTestCase):
         used = node.query("SELECT name, last_used_at FROM api_keys WHERE name LIKE '%-key'")
         self.assertTrue(all(row[1] is not None for row in used), used)
 
+    def test_peers_over_http_and_the_remote_peer_commands(self):
+        from harness import StoreScpPeer, free_port
+        dest = StoreScpPeer(self.tmp)
+        self.addCleanup(dest.stop)
+        dest.start()
+        down = {"name": "down", "ae_title": "DOWN", "host": LOOPBACK, "port": free_port()}
+        node = self.http_node(peers=[dest.peer_entry(), down])
+        admin = self.add_key(node, "admin", "admin")
+        reader = self.add_key(node, "reader", "read")
+        peers = self.call("GET", "/api/v1/peers", key=reader).json()["items"]
+        self.assertEqual([p["name"] for p in peers], ["dest", "down"])
+        self.assertProblem(self.call("POST", "/api/v1/peers/dest/echo", key=reader), 403)
+        r = self.call("POST", "/api/v1/peers/dest/echo", key=admin)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertTrue(r.json()["ok"])
+        self.assertProblem(self.call("POST", "/api/v1/peers/down/echo", key=admin), 502,
+                           "cannot connect")
+
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = {k: v for k, v in os.environ.items() if k != "SEGNODE_CONFIG"}
+        env["SEGNODE_API_KEY"] = admin
+
+        def remote(*args):
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, "peer", *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(remote("list").stdout, node.cli("peer", "list").stdout)
+        ok = remote("echo", "dest")
+        self.assertProcOk(ok, "peer echo --server")
+        self.assertRegex(ok.stdout, r"^OK: dest \(DEST at 127\.0\.0\.1:\d+\) answered C-ECHO in "
+                                    r"\d+ ms \(calling AE SEGNODE\)\n$")
+        failed = remote("echo", "down")
+        self.assertEqual(failed.returncode, 1)
+        self.assertEqual(failed.stdout, node.cli("peer", "echo", "down").stdout)
+        self.assertEqual(remote("echo", "nobody").returncode, 2)
+
     def test_method_not_allowed_and_unknown_routes(self):
         node = self.http_node()
         admin = self.add_key(node, "admin", "admin")
