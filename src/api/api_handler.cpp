@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -608,6 +609,7 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
     std::optional<std::int64_t> oldest;
     std::int64_t rejected = 0;
     std::vector<std::pair<std::string, double>> durations;
+    std::vector<std::pair<std::int64_t, std::int64_t>> refused_by_status;
     std::vector<std::pair<std::string, std::int64_t>> send_attempts;
     std::vector<std::pair<std::string, std::int64_t>> send_failures;
     {
@@ -619,6 +621,12 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         auto st = db->prepare("SELECT count(*) FROM associations WHERE outcome = 'rejected'");
         if (st.step()) {
             rejected = st.column_int64(0);
+        }
+        auto refused = db->prepare("SELECT dimse_status, count(*) FROM receive_events "
+                                   "WHERE kind = 'refused' GROUP BY dimse_status "
+                                   "ORDER BY dimse_status");
+        while (refused.step()) {
+            refused_by_status.emplace_back(refused.column_int64(0), refused.column_int64(1));
         }
         auto dur = db->prepare("SELECT algorithm, finished_at - started_at FROM jobs "
                                "WHERE state = 'done' AND started_at IS NOT NULL AND "
@@ -647,8 +655,12 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         << "\n";
     gauge("segnode_instances_received_total", "Instances stored (rows in the index)", "counter");
     out << "segnode_instances_received_total " << counts.instances << "\n";
-    gauge("segnode_instances_refused_total", "C-STOREs refused", "counter");
-    out << "segnode_instances_refused_total " << counts.refused << "\n";
+    gauge("segnode_instances_refused_total", "C-STOREs refused, by DIMSE status", "counter");
+    for (const auto& [status, n] : refused_by_status) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "%04X", static_cast<unsigned>(status & 0xFFFF));
+        out << "segnode_instances_refused_total{status=\"0x" << hex << "\"} " << n << "\n";
+    }
     gauge("segnode_instances_quarantined_total", "Instances quarantined", "counter");
     out << "segnode_instances_quarantined_total " << counts.quarantined << "\n";
     gauge("segnode_associations_total", "Associations received", "counter");
@@ -1240,6 +1252,10 @@ void ApiHandler::Impl::add_routes() {
             }
             return json_response(200, {{"peer", peer->name},
                                        {"ok", true},
+                                       {"ae_title", peer->ae_title},
+                                       {"host", peer->host},
+                                       {"port", peer->port},
+                                       {"calling_ae", ctx.config.node.ae_title},
                                        {"round_trip_ms", result->round_trip.count()},
                                        {"total_ms", result->total.count()}});
         });

@@ -9,6 +9,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <spdlog/spdlog.h>
@@ -405,7 +408,14 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
     }
     m_impl->accept();
     for (int i = 0; i < 2; ++i) {
-        m_impl->threads.emplace_back([this] { m_impl->io.run(); });
+        m_impl->threads.emplace_back([this] {
+            // Under CPU contention the DICOM receiver and the job workers go first: the API
+            // threads run at nice +10 (Linux applies it to this thread only).
+            if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0) {
+                spdlog::debug("http: cannot lower the API threads' priority");
+            }
+            m_impl->io.run();
+        });
     }
     m_impl->running = true;
     spdlog::info("HTTP API on {}://{}:{}/ (docs/api.md)", m_impl->shared->tls ? "https" : "http",

@@ -1,4 +1,8 @@
 #include "cli_common.hpp"
+
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
 #include "segnode/pipeline/algorithm_catalog.hpp"
 
 #include <cstdlib>
@@ -17,6 +21,78 @@ void add_global_options(CLI::App& app, GlobalOptions& o) {
     app.add_option("--workdir", o.overrides.workdir, "Override node.workdir");
     app.add_option("--log-level", o.overrides.log_level,
                    "Override log.level (trace, debug, info, warn, error, critical, off)");
+    app.add_option("--server", o.server,
+                   "job commands: act on the node at this URL over its HTTP API "
+                   "(http[s]://host:port; default: $SEGNODE_SERVER)")
+        ->envname("SEGNODE_SERVER");
+    app.add_option("--key-file", o.key_file,
+                   "With --server: file holding the API key (default: $SEGNODE_API_KEY)");
+}
+
+std::optional<Remote> resolve_remote(const GlobalOptions& o, bool& failed) {
+    failed = false;
+    if (o.server.empty()) {
+        return std::nullopt;
+    }
+    failed = true;
+    auto url = api::parse_server_url(o.server);
+    if (!url) {
+        std::cerr << "--server: " << url.error().message << "\n";
+        return std::nullopt;
+    }
+    Remote remote;
+    remote.url = *url;
+    if (!o.key_file.empty()) {
+        std::ifstream in(o.key_file);
+        if (!in || !std::getline(in, remote.key)) {
+            std::cerr << "--key-file: cannot read an API key from " << o.key_file << "\n";
+            return std::nullopt;
+        }
+    } else if (const char* env = std::getenv("SEGNODE_API_KEY"); env != nullptr) {
+        remote.key = env;
+    }
+    while (!remote.key.empty() && std::isspace(static_cast<unsigned char>(remote.key.back()))) {
+        remote.key.pop_back();
+    }
+    if (remote.key.empty()) {
+        std::cerr << "--server needs an API key: set SEGNODE_API_KEY or give --key-file "
+                     "(never the key itself as an argument)\n";
+        return std::nullopt;
+    }
+    if (const char* ca = std::getenv("SEGNODE_CA_FILE"); ca != nullptr) {
+        remote.ca_file = ca;
+    }
+    failed = false;
+    return remote;
+}
+
+std::optional<nlohmann::json> remote_json(const Remote& remote, const std::string& method,
+                                          const std::string& target, const std::string& body,
+                                          const char* command, int& exit_code) {
+    auto res = api::http_request(remote.url, method, target, remote.key, body, remote.ca_file);
+    if (!res) {
+        std::cerr << command << ": " << res.error().message << "\n";
+        exit_code = 1;
+        return std::nullopt;
+    }
+    const auto parsed = nlohmann::json::parse(res->body, nullptr, false);
+    if (res->status >= 300) {
+        std::string detail = "HTTP " + std::to_string(res->status);
+        if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("detail") &&
+            parsed["detail"].is_string()) {
+            detail = parsed["detail"].get<std::string>();
+        }
+        std::cerr << (*command != '\0' ? std::string(command) + ": " : std::string()) << detail
+                  << "\n";
+        exit_code = 1;
+        return std::nullopt;
+    }
+    if (parsed.is_discarded()) {
+        std::cerr << command << ": the server's answer is not JSON\n";
+        exit_code = 1;
+        return std::nullopt;
+    }
+    return parsed;
 }
 
 std::optional<Config> resolve_config(const GlobalOptions& o) {

@@ -1,9 +1,11 @@
 #pragma once
 #include "segnode/algorithms/registry.hpp"
+#include "segnode/api/http_client.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/store/database.hpp"
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -14,7 +16,28 @@ namespace segnode::cli {
 struct GlobalOptions {
     std::string config_file;
     ConfigOverrides overrides;
+    std::string server;   ///< --server / $SEGNODE_SERVER: act on a remote node over HTTP
+    std::string key_file; ///< --key-file: the API key for --server (else $SEGNODE_API_KEY)
 };
+
+/// A remote node for `--server`: its URL, the API key, and an optional CA file
+/// ($SEGNODE_CA_FILE) for HTTPS.
+struct Remote {
+    api::ServerUrl url;
+    std::string key;
+    std::string ca_file;
+};
+
+/// std::nullopt with `failed` false: no --server, act locally. Otherwise the remote node; on
+/// a bad URL or a missing key the error is printed and `failed` is set.
+std::optional<Remote> resolve_remote(const GlobalOptions& options, bool& failed);
+
+/// Sends one request to the remote node and parses the JSON answer. A transport error or an
+/// error status prints "<command>: <detail>" (just the detail for an empty command) and
+/// returns std::nullopt with exit_code 1.
+std::optional<nlohmann::json> remote_json(const Remote& remote, const std::string& method,
+                                          const std::string& target, const std::string& body,
+                                          const char* command, int& exit_code);
 
 void add_global_options(CLI::App& app, GlobalOptions& options);
 

@@ -6,6 +6,7 @@
 #include "segnode/pipeline/job_service.hpp"
 #include "segnode/store/job_repo.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -67,6 +68,105 @@ void print_job(store::JobRepo& repo, const store::JobRow& j) {
     }
 }
 
+// --- the same, from a remote node's HTTP API (--server) -------------------------------------
+
+std::string text_of(const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : (v.is_null() ? std::string("-") : v.dump());
+}
+
+void remote_list(const Remote& remote, const std::string& state, std::int64_t limit,
+                 int& exit_code) {
+    std::printf("%-6s %-9s %-10s %-14s %-12s %-25s %s\n", "ID", "STATE", "ALGORITHM", "OUTPUTS",
+                "DEST", "CREATED", "ERROR");
+    std::string cursor;
+    std::int64_t printed = 0;
+    while (printed < limit) {
+        const std::int64_t page = std::min<std::int64_t>(1000, limit - printed);
+        std::string target = "/api/v1/jobs?limit=" + std::to_string(page);
+        target += state.empty() ? "" : "&state=" + state;
+        target += cursor.empty() ? "" : "&cursor=" + cursor;
+        const auto body = remote_json(remote, "GET", target, {}, "job list", exit_code);
+        if (!body) {
+            return;
+        }
+        for (const auto& j : (*body)["items"]) {
+            std::string outputs;
+            for (const auto& o : j["outputs"]) {
+                outputs += (outputs.empty() ? "" : ",") + o.get<std::string>();
+            }
+            std::printf("%-6lld %-9s %-10s %-14s %-12s %-25s %s\n",
+                        static_cast<long long>(j["id"].get<std::int64_t>()),
+                        text_of(j["state"]).c_str(), text_of(j["algorithm"]).c_str(),
+                        outputs.c_str(), text_of(j["destination"]).c_str(),
+                        text_of(j["created_at"]).c_str(), text_of(j["error"]).c_str());
+            ++printed;
+        }
+        if ((*body)["next_cursor"].is_null()) {
+            return;
+        }
+        cursor = (*body)["next_cursor"].get<std::string>();
+    }
+}
+
+void remote_show(const Remote& remote, std::int64_t id, int& exit_code) {
+    const std::string base = "/api/v1/jobs/" + std::to_string(id);
+    const auto j = remote_json(remote, "GET", base, {}, "job show", exit_code);
+    if (!j) {
+        return;
+    }
+    const auto outputs = remote_json(remote, "GET", base + "/outputs", {}, "job show", exit_code);
+    if (!outputs) {
+        return;
+    }
+    std::string settings;
+    for (const auto& [k, v] : (*j)["settings"].items()) {
+        settings += (settings.empty() ? "" : " ") + k + "=" + text_of(v);
+    }
+    std::string kinds;
+    for (const auto& o : (*j)["outputs"]) {
+        kinds += (kinds.empty() ? "" : ",") + o.get<std::string>();
+    }
+    std::cout << "job " << id << "\n"
+              << "  state:       " << text_of((*j)["state"])
+              << ((*j)["cancel_requested"].get<bool>() ? " (cancellation requested)" : "") << "\n"
+              << "  series:      " << text_of((*j)["series_uid"]) << "\n"
+              << "  rule:        " << text_of((*j)["rule"]) << "\n"
+              << "  algorithm:   " << text_of((*j)["algorithm"]) << " "
+              << text_of((*j)["algorithm_version"]) << "\n"
+              << "  settings:    " << (settings.empty() ? "(defaults)" : settings) << "\n"
+              << "  outputs:     " << kinds << "\n"
+              << "  destination: " << text_of((*j)["destination"]) << "\n"
+              << "  owner:       " << text_of((*j)["owner"]) << "\n"
+              << "  runs:        " << (*j)["runs"].get<std::int64_t>()
+              << ", send attempts: " << (*j)["send_attempts"].get<std::int64_t>() << "\n"
+              << "  created:     " << text_of((*j)["created_at"]) << "\n"
+              << "  started:     " << text_of((*j)["started_at"]) << "\n"
+              << "  finished:    " << text_of((*j)["finished_at"]) << "\n";
+    if (!(*j)["purged_at"].is_null()) {
+        std::cout << "  purged:      " << text_of((*j)["purged_at"]) << " (outputs removed)\n";
+    }
+    if (!text_of((*j)["error"]).empty()) {
+        std::cout << "  error:       " << text_of((*j)["error"]) << "\n";
+    }
+    if (!(*outputs)["items"].empty()) {
+        std::cout << "outputs:\n";
+        for (const auto& o : (*outputs)["items"]) {
+            std::cout << "  " << text_of(o["kind"]) << "  " << text_of(o["href"]) << "  "
+                      << o["size_bytes"].get<std::int64_t>() << " bytes  SOP "
+                      << text_of(o["sop_instance_uid"]) << "  "
+                      << (o["sent_at"].is_null() ? std::string("not sent")
+                                                 : "sent " + text_of(o["sent_at"]))
+                      << "\n";
+        }
+    }
+    std::cout << "timeline:\n";
+    for (const auto& e : (*j)["timeline"]) {
+        const std::string detail = text_of(e["detail"]);
+        std::cout << "  " << text_of(e["at"]) << "  " << text_of(e["event"])
+                  << (detail.empty() ? "" : "  " + detail) << "\n";
+    }
+}
+
 } // namespace
 
 void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
@@ -81,6 +181,15 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->add_option("--limit", *limit, "At most this many (default 50)")
         ->check(CLI::Range(1, 100000));
     list->callback([&options, &exit_code, state, limit] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_list(*remote, *state, *limit, exit_code);
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
             store::JobRepo repo(db);
             const auto rows =
@@ -101,6 +210,15 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto show_id = std::make_shared<std::int64_t>(0);
     show->add_option("ID", *show_id, "Job id")->required();
     show->callback([&options, &exit_code, show_id] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_show(*remote, *show_id, exit_code);
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
             store::JobRepo repo(db);
             const auto job = repo.find(*show_id);
@@ -121,6 +239,22 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
         auto id = std::make_shared<std::int64_t>(0);
         sub->add_option("ID", *id, "Job id")->required();
         sub->callback([&options, &exit_code, id, retry] {
+            bool failed = false;
+            if (const auto remote = resolve_remote(options, failed)) {
+                const auto body = remote_json(
+                    *remote, "POST",
+                    "/api/v1/jobs/" + std::to_string(*id) + (retry ? "/retry" : "/cancel"), {},
+                    "", exit_code); // the local command prints the bare reason too
+                if (body) {
+                    std::cout << text_of((*body)["message"]) << "\n";
+                    exit_code = 0;
+                }
+                return;
+            }
+            if (failed) {
+                exit_code = 2;
+                return;
+            }
             with_database(options, exit_code, "job", [&](const Config&, store::Database& db) {
                 const auto outcome =
                     retry ? pipeline::retry_job(db, *id) : pipeline::cancel_job(db, *id);

@@ -24,6 +24,23 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 1;
             return;
         }
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            const nlohmann::json request = {{"name", *name}, {"role", *role}};
+            const auto body =
+                remote_json(*remote, "POST", "/api/v1/keys", request.dump(), "key add", exit_code);
+            if (body) {
+                std::cout << (*body)["key"].get<std::string>() << "\n";
+                std::cerr << "API key '" << *name << "' (" << *role << ", prefix "
+                          << (*body)["prefix"].get<std::string>()
+                          << ") created. The key above is shown only now: store it safely.\n";
+            }
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(
             options, exit_code, "key add",
             [&](const Config&, store::Database& db) {
@@ -44,6 +61,33 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
 
     auto* list = cmd->add_subcommand("list", "List keys (never their secrets)");
     list->callback([&options, &exit_code] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            const auto body = remote_json(*remote, "GET", "/api/v1/keys", {}, "key list", exit_code);
+            if (!body) {
+                return;
+            }
+            std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", "NAME", "ROLE", "PREFIX", "CREATED",
+                        "LAST USED", "STATUS");
+            for (const auto& k : (*body)["items"]) {
+                const std::string used =
+                    k["last_used_at"].is_null() ? "never" : k["last_used_at"].get<std::string>();
+                const std::string status =
+                    k["revoked_at"].is_null() ? "active"
+                                              : "revoked " + k["revoked_at"].get<std::string>();
+                std::printf("%-24s %-7s %-9s %-25s %-25s %s\n",
+                            k["name"].get<std::string>().c_str(),
+                            k["role"].get<std::string>().c_str(),
+                            k["prefix"].get<std::string>().c_str(),
+                            k["created_at"].get<std::string>().c_str(), used.c_str(),
+                            status.c_str());
+            }
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(options, exit_code, "key list", [&](const Config&, store::Database& db) {
             const auto rows = store::ApiKeyRepository(db).list();
             std::printf("%-24s %-7s %-9s %-25s %-25s %s\n", "NAME", "ROLE", "PREFIX", "CREATED",
@@ -62,6 +106,18 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto revoke_name = std::make_shared<std::string>();
     revoke->add_option("NAME", *revoke_name, "Key name")->required();
     revoke->callback([&options, &exit_code, revoke_name] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            if (remote_json(*remote, "DELETE", "/api/v1/keys/" + *revoke_name, {}, "key revoke",
+                            exit_code)) {
+                std::cout << "API key '" << *revoke_name << "' revoked\n";
+            }
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(options, exit_code, "key revoke", [&](const Config&, store::Database& db) {
             if (auto st = store::ApiKeyRepository(db).revoke(*revoke_name, now_ms()); !st) {
                 std::cerr << "key revoke: " << st.error().message << "\n";

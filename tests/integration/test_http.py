@@ -190,6 +190,42 @@ class RolesAndRoutes(HttpTestCase):
         used = node.query("SELECT name, last_used_at FROM api_keys WHERE name LIKE '%-key'")
         self.assertTrue(all(row[1] is not None for row in used), used)
 
+    def test_peers_over_http_and_the_remote_peer_commands(self):
+        from harness import StoreScpPeer, free_port
+        dest = StoreScpPeer(self.tmp)
+        self.addCleanup(dest.stop)
+        dest.start()
+        down = {"name": "down", "ae_title": "DOWN", "host": LOOPBACK, "port": free_port()}
+        node = self.http_node(peers=[dest.peer_entry(), down])
+        admin = self.add_key(node, "admin", "admin")
+        reader = self.add_key(node, "reader", "read")
+        peers = self.call("GET", "/api/v1/peers", key=reader).json()["items"]
+        self.assertEqual([p["name"] for p in peers], ["dest", "down"])
+        self.assertProblem(self.call("POST", "/api/v1/peers/dest/echo", key=reader), 403)
+        r = self.call("POST", "/api/v1/peers/dest/echo", key=admin)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertTrue(r.json()["ok"])
+        self.assertProblem(self.call("POST", "/api/v1/peers/down/echo", key=admin), 502,
+                           "cannot connect")
+
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = {k: v for k, v in os.environ.items() if k != "SEGNODE_CONFIG"}
+        env["SEGNODE_API_KEY"] = admin
+
+        def remote(*args):
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, "peer", *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(remote("list").stdout, node.cli("peer", "list").stdout)
+        ok = remote("echo", "dest")
+        self.assertProcOk(ok, "peer echo --server")
+        self.assertRegex(ok.stdout, r"^OK: dest \(DEST at 127\.0\.0\.1:\d+\) answered C-ECHO in "
+                                    r"\d+ ms \(calling AE SEGNODE\)\n$")
+        failed = remote("echo", "down")
+        self.assertEqual(failed.returncode, 1)
+        self.assertEqual(failed.stdout, node.cli("peer", "echo", "down").stdout)
+        self.assertEqual(remote("echo", "nobody").returncode, 2)
+
     def test_method_not_allowed_and_unknown_routes(self):
         node = self.http_node()
         admin = self.add_key(node, "admin", "admin")
@@ -263,6 +299,29 @@ class RolesAndRoutes(HttpTestCase):
         self.assertProblem(self.call("GET", "/api/v1/system", key=robot), 401, "revoked")
         self.assertProblem(self.call("DELETE", "/api/v1/keys/robot", key=admin), 409)
         self.assertProblem(self.call("DELETE", "/api/v1/keys/nobody", key=admin), 404)
+
+        # The key commands on the remote node print what the local ones print.
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = {k: v for k, v in os.environ.items() if k != "SEGNODE_CONFIG"}
+        env["SEGNODE_API_KEY"] = admin
+
+        def remote(*args):
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, "key", *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        over_http = remote("list")
+        self.assertProcOk(over_http, "key list --server")
+        self.assertEqual(over_http.stdout, node.cli("key", "list").stdout)
+        added = remote("add", "ci-bot", "--role", "submit")
+        self.assertProcOk(added, "key add --server")
+        bot = added.stdout.strip()
+        self.assertIn("shown only now", added.stderr)
+        self.assertEqual(self.call("GET", "/api/v1/jobs", key=bot).status_code, 200)
+        self.assertProcOk(remote("revoke", "ci-bot"), "key revoke --server")
+        self.assertProblem(self.call("GET", "/api/v1/jobs", key=bot), 401, "revoked")
+        again = remote("revoke", "ci-bot")
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("key revoke: ", again.stderr)
 
 
 class JobsOverHttp(HttpTestCase):
@@ -459,6 +518,55 @@ class JobsOverHttp(HttpTestCase):
             if cursor is None:
                 break
         self.assertEqual(pages, [ids[::-1][0:2], ids[::-1][2:4], ids[::-1][4:]])
+        # The admin CLI on the remote node prints what the local command prints.
+        import subprocess
+        from harness import SEGNODE_BIN
+
+        def remote(*args, key=alice, extra_env=None):
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("SEGNODE_API_KEY", "SEGNODE_SERVER", "SEGNODE_CONFIG")}
+            if key is not None:
+                env["SEGNODE_API_KEY"] = key
+            env.update(extra_env or {})
+            return subprocess.run([str(SEGNODE_BIN), "--server", self.url, *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        node.wait_for(lambda: node.scalar("SELECT count(*) FROM jobs WHERE state NOT IN "
+                                          "('done', 'failed', 'cancelled')") == 0, 120,
+                      what="every job finished")
+        local = node.cli("job", "list")
+        self.assertProcOk(local, "job list")
+        over_http = remote("job", "list")
+        self.assertProcOk(over_http, "job list --server")
+        self.assertEqual(over_http.stdout, local.stdout)
+        self.assertEqual(remote("job", "list", "--limit", "2").stdout.splitlines(),
+                         local.stdout.splitlines()[:3])
+        shown = remote("job", "show", str(ids[0]))
+        self.assertProcOk(shown, "job show --server")
+        self.assertIn(f"job {ids[0]}\n", shown.stdout)
+        self.assertIn("owner:       alice", shown.stdout)
+        self.assertIn("timeline:", shown.stdout)
+        for verb, why in (("cancel", "cannot be cancelled"),
+                          ("retry", "only failed or cancelled jobs can be retried")):
+            refused = remote("job", verb, str(ids[1]))
+            self.assertEqual(refused.returncode, 1, refused.stderr)
+            self.assertIn(why, refused.stderr)
+            self.assertEqual(refused.stderr, node.cli("job", verb, str(ids[1])).stderr)
+        keyfile = self.tmp / "key.txt"
+        keyfile.write_text(alice + "\n")
+        via_file = subprocess.run([str(SEGNODE_BIN), "--server", self.url, "--key-file",
+                                   str(keyfile), "job", "show", str(ids[1])],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={k: v for k, v in os.environ.items()
+                                       if k != "SEGNODE_API_KEY"})
+        self.assertProcOk(via_file, "job show --key-file")
+        self.assertIn("state:       done", via_file.stdout)
+        nokey = remote("job", "list", key=None)
+        self.assertEqual(nokey.returncode, 2)
+        self.assertIn("SEGNODE_API_KEY", nokey.stderr)
+        bad = remote("job", "list", key="snk_00000000_" + "0" * 64)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("unknown API key", bad.stderr)
+
         bodies = self.call("GET", "/api/v1/jobs?algorithm=body", key=alice).json()["items"]
         self.assertEqual([j["id"] for j in bodies], [ids[4], ids[2], ids[0]])
         self.assertProblem(self.call("GET", "/api/v1/jobs?cursor=abc", key=alice), 400,
@@ -619,6 +727,19 @@ class BadInputAndLimits(HttpTestCase):
             requests.get(base + "/healthz", verify=str(d / "other.pem"), timeout=10)
         with self.assertRaises(requests.ConnectionError):
             requests.get(f"http://{LOOPBACK}:{port}/healthz", timeout=10)
+        # The admin CLI over HTTPS, trusting the test CA only.
+        import subprocess
+        from harness import SEGNODE_BIN
+        env = dict(os.environ, SEGNODE_API_KEY=reader, SEGNODE_CA_FILE=str(d / "ca.pem"))
+        listed = subprocess.run([str(SEGNODE_BIN), "--server", base, "job", "list"],
+                                capture_output=True, text=True, timeout=60, env=env)
+        self.assertProcOk(listed, "job list --server https://...")
+        self.assertIn("ID ", listed.stdout)
+        env["SEGNODE_CA_FILE"] = str(d / "other.pem")
+        untrusted = subprocess.run([str(SEGNODE_BIN), "--server", base, "job", "list"],
+                                   capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(untrusted.returncode, 1)
+        self.assertIn("TLS handshake", untrusted.stderr)
         # The plain-HTTP attempt did not disturb the server.
         r = requests.get(base + "/healthz", verify=str(d / "ca.pem"), timeout=10)
         self.assertEqual(r.status_code, 200)
@@ -637,6 +758,20 @@ class BadInputAndLimits(HttpTestCase):
         self.assertRegex(run.stdout + run.stderr,
                          r"http\.tls\.key_file: cannot use '.*other\.key' as a PEM private key: "
                          r"key values mismatch|does not belong to the certificate")
+
+    def test_readyz_and_refusal_metrics_below_the_disk_guard(self):
+        node = self.http_node(retention={"min_free_mb": 104857600})  # 100 TiB: always below
+        self.assertEqual(self.call("GET", "/healthz").status_code, 200)
+        body = self.assertProblem(self.call("GET", "/readyz"), 503, "not ready")
+        self.assertIn("below retention.min_free_mb", body["detail"])
+        series = self.series(slices=3)
+        node.storescu(series["files"])  # refused: out of resources (storescu stops there)
+        refused = node.scalar("SELECT count(*) FROM receive_events WHERE kind = 'refused'")
+        self.assertGreaterEqual(refused, 1)
+        text = self.call("GET", "/metrics").text
+        self.assertEqual(metric(text, "segnode_instances_refused_total", {"status": "0xA700"}),
+                         refused)
+        self.assertEqual(metric(text, "segnode_instances_received_total"), 0)
 
     def test_port_in_use_stops_start_up(self):
         blocker = socket.socket()
