@@ -28,7 +28,10 @@ class ConfigCheckTest(SegnodeTestCase):
         # The commented [[peers]] / [[rules]] examples of the sample, uncommented, must pass.
         text = (SOURCE_DIR / "config" / "segnode.toml").read_text()
         head, tail = text.split("# Peers:", 1)
+        # The [[algorithms]] example after them has a test of its own (config_algorithms_test).
+        tail, algorithms = tail.split("# External algorithms:", 1)
         tail = re.sub(r"^# (\[\[(?:peers|rules)\]\]|[a-z_]+ = )", r"\1", tail, flags=re.M)
+        tail += "# External algorithms:" + algorithms
         head = head.replace("extra_ae_titles = []", 'extra_ae_titles = ["SEG_LUNGS"]')
         path = self.tmp / "examples.toml"
         path.write_text(head + "# Peers:" + tail)
