@@ -70,13 +70,16 @@ JobOutcome JobService::submit(store::Database& db, const SubmitRequest& request)
     return out;
 }
 
-JobOutcome cancel_job(store::Database& db, std::int64_t job_id) {
+/// A state change of an existing job by one of JobRepo's guarded actions (which say why they
+/// did not apply in their message).
+template <typename Action>
+JobOutcome act_on_job(store::Database& db, std::int64_t job_id, Action&& action) {
     store::JobRepo repo(db);
     if (!repo.find(job_id)) {
         return problem(JobProblem::JobNotFound, "no job " + std::to_string(job_id), job_id);
     }
     bool ok = false;
-    std::string message = repo.request_cancel(job_id, now_ms(), ok);
+    std::string message = action(repo, ok);
     if (!ok) {
         return problem(JobProblem::Conflict, std::move(message), job_id);
     }
@@ -86,20 +89,16 @@ JobOutcome cancel_job(store::Database& db, std::int64_t job_id) {
     return out;
 }
 
+JobOutcome cancel_job(store::Database& db, std::int64_t job_id) {
+    return act_on_job(db, job_id, [job_id](store::JobRepo& repo, bool& ok) {
+        return repo.request_cancel(job_id, now_ms(), ok);
+    });
+}
+
 JobOutcome retry_job(store::Database& db, std::int64_t job_id) {
-    store::JobRepo repo(db);
-    if (!repo.find(job_id)) {
-        return problem(JobProblem::JobNotFound, "no job " + std::to_string(job_id), job_id);
-    }
-    bool ok = false;
-    std::string message = repo.retry(job_id, now_ms(), ok);
-    if (!ok) {
-        return problem(JobProblem::Conflict, std::move(message), job_id);
-    }
-    JobOutcome out;
-    out.job_id = job_id;
-    out.message = std::move(message);
-    return out;
+    return act_on_job(db, job_id, [job_id](store::JobRepo& repo, bool& ok) {
+        return repo.retry(job_id, now_ms(), ok);
+    });
 }
 
 JobOutcome JobService::cancel(store::Database& db, std::int64_t job_id) {
