@@ -66,9 +66,10 @@ MIN_COMPONENT_SHARE = 0.10
 
 def nifti_mask(path):
     """The label map as a boolean array indexed [k, j, i], and the NIfTI header."""
-    h, data = read_nifti(path)
-    assert h["sizeof_hdr"] == 348 and h["datatype"] == 2 and h["bitpix"] == 8, h
-    nx, ny, nz = h["dim"][1:4]
+    img, data = read_nifti(path)  # nibabel image, voxel bytes with i fastest
+    h = img.header
+    assert int(h["sizeof_hdr"]) == 348 and img.get_data_dtype() == np.uint8, h
+    nx, ny, nz = (int(v) for v in h["dim"][1:4])
     voxels = np.frombuffer(data, dtype=np.uint8, count=nx * ny * nz)
     return voxels.reshape(nz, ny, nx) != 0, h
 
