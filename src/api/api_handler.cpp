@@ -122,6 +122,21 @@ json outputs_list(const std::string& text) {
     return out;
 }
 
+/// One page of a listing fetched with limit + 1 rows: the first `limit` as items, and the id of
+/// the last of them as the cursor of the next page when there was one more row.
+template <class Row, class ToJson>
+json page_json(const std::vector<Row>& rows, std::int64_t limit, ToJson&& to_json) {
+    json items = json::array();
+    const auto shown = std::min(rows.size(), static_cast<std::size_t>(limit));
+    for (std::size_t i = 0; i < shown; ++i) {
+        items.push_back(to_json(rows[i]));
+    }
+    json body = {{"items", items}};
+    body["next_cursor"] = rows.size() > shown ? json(std::to_string(rows[shown - 1].id))
+                                              : json(nullptr);
+    return body;
+}
+
 json job_json(const store::JobRow& j) {
     return {{"id", j.id},
             {"href", "/api/v1/jobs/" + std::to_string(j.id)},
@@ -1038,17 +1053,7 @@ void ApiHandler::Impl::add_routes() {
                 rows = store::ReceiveIndex(*db).list_series_page(state, page.before,
                                                                  page.limit + 1);
             }
-            json items = json::array();
-            const bool more = static_cast<std::int64_t>(rows.size()) > page.limit;
-            for (std::size_t i = 0; i < rows.size() && static_cast<std::int64_t>(i) < page.limit;
-                 ++i) {
-                items.push_back(series_json(rows[i]));
-            }
-            json body = {{"items", items}};
-            body["next_cursor"] =
-                more ? json(std::to_string(rows[static_cast<std::size_t>(page.limit) - 1].id))
-                     : json(nullptr);
-            return json_response(200, body);
+            return json_response(200, page_json(rows, page.limit, series_json));
         });
     add("GET", "/api/v1/series/{uid}", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
@@ -1128,17 +1133,7 @@ void ApiHandler::Impl::add_routes() {
                 auto db = ctx.pool.acquire();
                 rows = store::JobRepo(*db).list(filter);
             }
-            json items = json::array();
-            const bool more = static_cast<std::int64_t>(rows.size()) > page.limit;
-            for (std::size_t i = 0; i < rows.size() && static_cast<std::int64_t>(i) < page.limit;
-                 ++i) {
-                items.push_back(job_json(rows[i]));
-            }
-            json body = {{"items", items}};
-            body["next_cursor"] =
-                more ? json(std::to_string(rows[static_cast<std::size_t>(page.limit) - 1].id))
-                     : json(nullptr);
-            return json_response(200, body);
+            return json_response(200, page_json(rows, page.limit, job_json));
         });
     add("GET", "/api/v1/jobs/{id}", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {

@@ -250,14 +250,7 @@ private:
         lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
         lowest().expires_after(std::chrono::seconds(2));
         m_drain.resize(65536);
-        lowest().async_read_some(asio::buffer(m_drain),
-                                 [self = shared_from_this()](beast::error_code e, std::size_t n) {
-                                     self->m_drained += n;
-                                     if (e || self->m_drained > k_drain_limit) {
-                                         return self->close();
-                                     }
-                                     self->drain_more();
-                                 });
+        drain_more();
     }
 
     void drain_more() {
