@@ -1,5 +1,7 @@
 #include "segnode/dicom/contours.hpp"
 
+#include "row_scan.hpp"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -176,16 +178,7 @@ std::array<Box, 256> label_boxes(std::span<const std::uint8_t> slice, std::size_
         const std::uint8_t* row = slice.data() + y * width;
         std::size_t x = 0;
         while (x < width) {
-            // Skip background eight pixels at a time: most of a CT slice is outside every
-            // segment.
-            while (x + 8 <= width) {
-                std::uint64_t chunk = 0;
-                std::memcpy(&chunk, row + x, 8);
-                if (chunk != 0) {
-                    break;
-                }
-                x += 8;
-            }
+            x = detail::skip_zero_blocks(row, x, width);
             if (x >= width) {
                 break;
             }

@@ -1,5 +1,7 @@
 #include "seg_pixels.hpp"
 
+#include "row_scan.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -24,14 +26,7 @@ void slice_census(const std::uint8_t* slice, std::size_t width, std::size_t heig
         const auto y32 = static_cast<std::uint32_t>(y);
         std::size_t x = 0;
         while (x < width) {
-            while (x + 8 <= width) {
-                std::uint64_t chunk = 0;
-                std::memcpy(&chunk, row + x, 8);
-                if (chunk != 0) {
-                    break;
-                }
-                x += 8;
-            }
+            x = skip_zero_blocks(row, x, width);
             if (x >= width) {
                 break;
             }
