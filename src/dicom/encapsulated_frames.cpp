@@ -47,8 +47,8 @@ Result<std::vector<FragmentRange>> group_fragments(const std::vector<Bytes>& fra
             const auto i = static_cast<std::size_t>(it - item_offset.begin());
             if (it == item_offset.end() || *it != offset_table[f] ||
                 (f == 0 ? i != 0 : i <= out.back().first)) {
-                return Error{"the Basic Offset Table does not match the fragment items (" +
-                             counts + "): entry " + std::to_string(f + 1) + " (offset " +
+                return Error{"the Basic Offset Table does not match the fragment items (" + counts +
+                             "): entry " + std::to_string(f + 1) + " (offset " +
                              std::to_string(offset_table[f]) +
                              ") is not the start of the next frame's first item"};
             }
@@ -109,11 +109,10 @@ Result<Fragments> read_fragments(DcmPixelSequence& sequence) {
                              " bytes, not a multiple of 4"};
             }
             for (std::size_t p = 0; p + 4 <= value.size(); p += 4) {
-                out.offset_table.push_back(
-                    static_cast<std::uint32_t>(value[p]) |
-                    (static_cast<std::uint32_t>(value[p + 1]) << 8U) |
-                    (static_cast<std::uint32_t>(value[p + 2]) << 16U) |
-                    (static_cast<std::uint32_t>(value[p + 3]) << 24U));
+                out.offset_table.push_back(static_cast<std::uint32_t>(value[p]) |
+                                           (static_cast<std::uint32_t>(value[p + 1]) << 8U) |
+                                           (static_cast<std::uint32_t>(value[p + 2]) << 16U) |
+                                           (static_cast<std::uint32_t>(value[p + 3]) << 24U));
             }
         } else {
             out.fragments.push_back(value);

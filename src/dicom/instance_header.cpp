@@ -5,8 +5,8 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
-#include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcxfer.h"
 #include "j2k_decoder.hpp"
 #include "segnode/dicom/sop_classes.hpp"
 
@@ -132,8 +132,7 @@ std::string pixel_problem(const InstanceHeader& h, E_TransferSyntax xfer) {
         !DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit)) {
         const std::string what =
             std::string("transfer syntax ") + x.getXferName() + " (" + x.getXferID() + ")";
-        if (xfer == EXS_JPEG2000MulticomponentLosslessOnly ||
-            xfer == EXS_JPEG2000Multicomponent) {
+        if (xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent) {
             return what + " (JPEG 2000 Part 2 multi-component) cannot be decoded: only JPEG 2000 "
                           "Part 1 (1.2.840.10008.1.2.4.90 and .91) is";
         }
@@ -277,7 +276,7 @@ std::string pixel_decoding_text(const InstanceHeader& header) {
     const DcmXfer x(header.transfer_syntax_uid.c_str());
     if (!x.isEncapsulated()) {
         return x.getXfer() == EXS_DeflatedLittleEndianExplicit ? "inflated by DCMTK (zlib)"
-                                                                : "uncompressed";
+                                                               : "uncompressed";
     }
     if (header.jpeg2000) {
         return "decoded with " + openjpeg_version();

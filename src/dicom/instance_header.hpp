@@ -38,8 +38,8 @@ struct InstanceHeader {
     std::uint16_t high_bit = 0;
     std::uint16_t pixel_representation = 0;
     std::uint32_t number_of_frames = 1;
-    bool multi_frame = false; ///< frames come from functional groups (enhanced CT/MR)
-    bool jpeg2000 = false;    ///< JPEG 2000 Part 1 (.90/.91): decoded with OpenJPEG, not DCMTK
+    bool multi_frame = false;  ///< frames come from functional groups (enhanced CT/MR)
+    bool jpeg2000 = false;     ///< JPEG 2000 Part 1 (.90/.91): decoded with OpenJPEG, not DCMTK
     bool lossy_syntax = false; ///< a lossy transfer syntax (JPEG baseline/extended, JPEG-LS
                                ///< near-lossless, JPEG 2000 .91)
     bool lossy_image_compression = false; ///< LossyImageCompression (0028,2110) is "01"

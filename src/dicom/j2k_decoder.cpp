@@ -1,13 +1,12 @@
 #include "j2k_decoder.hpp"
 
-#include <openjpeg.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <openjpeg.h>
 
 namespace segnode::dicom::detail {
 namespace {
@@ -47,8 +46,8 @@ OPJ_OFF_T stream_skip(OPJ_OFF_T bytes, void* user) {
         s->pos -= back;
         return bytes;
     }
-    const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(bytes),
-                                                s->data.size() - s->pos);
+    const std::size_t n =
+        std::min<std::size_t>(static_cast<std::size_t>(bytes), s->data.size() - s->pos);
     s->pos += n;
     return static_cast<OPJ_OFF_T>(n);
 }
@@ -104,8 +103,8 @@ std::size_t store_samples(const OPJ_INT32* src, Raw* dst, std::size_t count,
     const std::uint32_t mask =
         f.bits_stored >= 32 ? 0xFFFFFFFFU : (std::uint32_t{1} << f.bits_stored) - 1U;
     const std::int64_t lo = f.is_signed ? -(std::int64_t{1} << (f.bits_stored - 1)) : 0;
-    const std::int64_t hi =
-        f.is_signed ? (std::int64_t{1} << (f.bits_stored - 1)) - 1 : (std::int64_t{1} << f.bits_stored) - 1;
+    const std::int64_t hi = f.is_signed ? (std::int64_t{1} << (f.bits_stored - 1)) - 1
+                                        : (std::int64_t{1} << f.bits_stored) - 1;
     std::size_t outside = 0;
     for (std::size_t p = 0; p < count; ++p) {
         const std::int32_t v = src[p];
@@ -222,12 +221,11 @@ Result<J2kFrameInfo> decode_j2k_frame(std::span<const std::uint8_t> data,
     info.sign_from_header =
         info.is_signed != format.is_signed && info.precision == format.bits_stored;
     const std::size_t count = std::size_t{format.rows} * format.columns;
-    const std::size_t outside =
-        format.bits_allocated == 8
-            ? store_samples(comp.data, static_cast<std::uint8_t*>(out), count, format,
-                            info.sign_from_header)
-            : store_samples(comp.data, static_cast<std::uint16_t*>(out), count, format,
-                            info.sign_from_header);
+    const std::size_t outside = format.bits_allocated == 8
+                                    ? store_samples(comp.data, static_cast<std::uint8_t*>(out),
+                                                    count, format, info.sign_from_header)
+                                    : store_samples(comp.data, static_cast<std::uint16_t*>(out),
+                                                    count, format, info.sign_from_header);
     if (outside > 0) {
         return Error{std::to_string(outside) + " decoded samples do not fit BitsStored " +
                      std::to_string(format.bits_stored) + " (" + sign_text(format.is_signed) +

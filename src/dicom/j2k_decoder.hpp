@@ -26,9 +26,9 @@ struct J2kFrameFormat {
 
 /// What the codestream said, for notes and warnings.
 struct J2kFrameInfo {
-    unsigned precision = 0;  ///< bits per sample in the codestream
-    bool is_signed = false;  ///< signedness in the codestream
-    bool jp2 = false;        ///< a JP2 file rather than a bare codestream
+    unsigned precision = 0; ///< bits per sample in the codestream
+    bool is_signed = false; ///< signedness in the codestream
+    bool jp2 = false;       ///< a JP2 file rather than a bare codestream
     /// The codestream's signedness differs from PixelRepresentation and its precision equals
     /// BitsStored: the bit patterns were taken as the DICOM header says (what pydicom's and
     /// GDCM's JPEG 2000 corrections do).

@@ -246,8 +246,8 @@ void store_frame(const Uint16* buffer, const InstanceHeader& h, const FrameHeade
 /// target frames are decoded on up to `threads` threads, OpenJPEG's own threads taking what the
 /// frames leave (a single image gets them all).
 Status decode_j2k_instance(const InstanceHeader& h, DcmDataset& ds, DcmPixelData& pixel_data,
-                           const std::vector<Target>& targets, CtVolume& volume,
-                           DecodeStats& stats, const std::stop_token& stop, unsigned threads) {
+                           const std::vector<Target>& targets, CtVolume& volume, DecodeStats& stats,
+                           const std::stop_token& stop, unsigned threads) {
     const std::string name = h.file.string();
     DcmPixelSequence* sequence = nullptr;
     const OFCondition cond =
@@ -628,9 +628,9 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
     }
     if (auto status = parallel_for(instances.size(), threads, options.stop,
                                    [&](std::size_t i) -> Status {
-                                       auto s = decode_instance(instances[i], targets[i],
-                                                                out.volume, stats, options.stop,
-                                                                instance_threads);
+                                       auto s =
+                                           decode_instance(instances[i], targets[i], out.volume,
+                                                           stats, options.stop, instance_threads);
                                        if (s && options.progress) {
                                            const std::lock_guard lock(progress_mutex);
                                            options.progress(++done, instances.size());
@@ -650,12 +650,12 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
                                "clamped");
     }
     if (const std::size_t n_sign = stats.j2k_sign_from_header; n_sign > 0) {
-        out.warnings.push_back(
-            "the JPEG 2000 codestreams of " + std::to_string(n_sign) + " images are " +
-            (first.pixel_representation == 1 ? "unsigned" : "signed") +
-            " while PixelRepresentation says " +
-            (first.pixel_representation == 1 ? "signed" : "unsigned") +
-            ": their values were taken as the DICOM header says");
+        out.warnings.push_back("the JPEG 2000 codestreams of " + std::to_string(n_sign) +
+                               " images are " +
+                               (first.pixel_representation == 1 ? "unsigned" : "signed") +
+                               " while PixelRepresentation says " +
+                               (first.pixel_representation == 1 ? "signed" : "unsigned") +
+                               ": their values were taken as the DICOM header says");
     }
     if (first.photometric == "MONOCHROME1") {
         out.warnings.push_back("MONOCHROME1 images: stored values were rescaled as they are "

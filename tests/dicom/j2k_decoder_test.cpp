@@ -5,9 +5,9 @@
 #include "j2k_decoder.hpp"
 #include "j2k_encode.hpp"
 
+#include <cstring>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,9 +15,9 @@
 namespace segnode::dicom::detail {
 namespace {
 
-using ::testing::HasSubstr;
 using test::encode_j2k;
 using test::J2kEncodeOptions;
+using ::testing::HasSubstr;
 
 constexpr unsigned width = 37; // odd sizes: no accidental multiple of a code block
 constexpr unsigned height = 23;
@@ -67,20 +67,21 @@ TEST(J2kDecoder, LosslessIsExactForEveryPixelFormat) {
         std::int32_t hi;
     };
     const Case cases[] = {
-        {12, false, 16, 0, 4095},        // CT, unsigned 12 bit
-        {16, false, 16, 0, 65535},       // full unsigned 16 bit
-        {16, true, 16, -32768, 32767},   // signed 16 bit
-        {12, true, 16, -2048, 2047},     // signed 12 bit
-        {8, false, 8, 0, 255},           // 8 bits allocated
-        {7, true, 8, -64, 63},           // signed, fewer bits than allocated
+        {12, false, 16, 0, 4095},      // CT, unsigned 12 bit
+        {16, false, 16, 0, 65535},     // full unsigned 16 bit
+        {16, true, 16, -32768, 32767}, // signed 16 bit
+        {12, true, 16, -2048, 2047},   // signed 12 bit
+        {8, false, 8, 0, 255},         // 8 bits allocated
+        {7, true, 8, -64, 63},         // signed, fewer bits than allocated
     };
     unsigned seed = 1;
     for (const Case& c : cases) {
         SCOPED_TRACE(std::to_string(c.precision) + (c.is_signed ? " signed" : " unsigned"));
         const auto samples = random_samples(c.lo, c.hi, seed++);
-        const auto stream =
-            encode_j2k(samples, width, height, {.precision = c.precision, .is_signed = c.is_signed});
-        const auto f = format(c.bits_allocated, static_cast<std::uint16_t>(c.precision), c.is_signed);
+        const auto stream = encode_j2k(samples, width, height,
+                                       {.precision = c.precision, .is_signed = c.is_signed});
+        const auto f =
+            format(c.bits_allocated, static_cast<std::uint16_t>(c.precision), c.is_signed);
         std::vector<std::uint16_t> out(samples.size() + 1, 0xABCD);
         for (const unsigned threads : {1U, 3U}) {
             const auto info = decode_j2k_frame(stream, f, out.data(), threads);
@@ -172,8 +173,7 @@ TEST(J2kDecoder, LossyCodestreamDecodesCloseToTheOriginal) {
 
 TEST(J2kDecoder, ColourIsRefusedWithTheComponentCount) {
     const auto samples = random_samples(0, 255, 9, std::size_t{width} * height * 3);
-    const auto stream =
-        encode_j2k(samples, width, height, {.precision = 8, .components = 3});
+    const auto stream = encode_j2k(samples, width, height, {.precision = 8, .components = 3});
     std::vector<std::uint16_t> out(std::size_t{width} * height);
     const auto info = decode_j2k_frame(stream, format(8, 8, false), out.data(), 1);
     ASSERT_FALSE(info.ok());
@@ -245,8 +245,8 @@ TEST(EncapsulatedFrames, SingleFrameTakesEveryFragment) {
 
 TEST(EncapsulatedFrames, OffsetTableGroupsSeveralFragmentsPerFrame) {
     // Frame 1: fragments 0, 1 (4 + 2 bytes); frame 2: fragment 2; frame 3: fragments 3, 4.
-    const std::vector<std::vector<std::uint8_t>> s{{0xFF, 0x4F, 0, 0}, {9, 9}, {0xFF, 0x4F},
-                                                   {0xFF, 0x4F, 7}, {0xFF, 0x4F}};
+    const std::vector<std::vector<std::uint8_t>> s{
+        {0xFF, 0x4F, 0, 0}, {9, 9}, {0xFF, 0x4F}, {0xFF, 0x4F, 7}, {0xFF, 0x4F}};
     // Item offsets: 0, 12, 22, 32, 43.
     const auto ranges = group_fragments(fragments_of(s), {0, 22, 32}, 3, starts_with_soc);
     ASSERT_TRUE(ranges.ok()) << ranges.error().message;

@@ -1,10 +1,9 @@
 #include "j2k_encode.hpp"
 
-#include <openjpeg.h>
-
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <openjpeg.h>
 #include <stdexcept>
 
 namespace segnode::test {

@@ -593,7 +593,8 @@ TEST(SeriesLoader, Jpeg2000LossyLoadsCloseToTheTruthAndSaysLossy) {
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
     EXPECT_EQ(loaded->volume.geometry.dims[2], 12U);
     ASSERT_EQ(loaded->how_taken.size(), 1U);
-    EXPECT_THAT(loaded->how_taken[0], HasSubstr("JPEG 2000 Image Compression 1.2.840.10008.1.2.4.91"));
+    EXPECT_THAT(loaded->how_taken[0],
+                HasSubstr("JPEG 2000 Image Compression 1.2.840.10008.1.2.4.91"));
     EXPECT_THAT(loaded->how_taken[0], HasSubstr("(lossy compression)"));
 }
 
@@ -902,8 +903,8 @@ TEST(SeriesLoader, EnhancedCtLoadsFromFunctionalGroupsInAnyFrameOrder) {
     const std::vector<int> order{5, 0, 11, 3, 8, 1, 10, 2, 7, 4, 9, 6};
     for (const bool feet_first : {false, true}) {
         for (const E_TransferSyntax xfer :
-             {EXS_LittleEndianExplicit, EXS_RLELossless, EXS_JPEGLSLossless,
-              EXS_JPEGProcess14SV1, EXS_JPEG2000LosslessOnly}) {
+             {EXS_LittleEndianExplicit, EXS_RLELossless, EXS_JPEGLSLossless, EXS_JPEGProcess14SV1,
+              EXS_JPEG2000LosslessOnly}) {
             SCOPED_TRACE(std::string(feet_first ? "feet first, " : "head first, ") +
                          DcmXfer(xfer).getXferName());
             const auto s = make_series(small_spec(Orientation::Oblique, feet_first));

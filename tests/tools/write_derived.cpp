@@ -145,9 +145,9 @@ int main(int argc, char** argv) {
     if (info) {
         if (!save_volume.empty()) {
             std::ofstream out(save_volume, std::ios::binary);
-            out.write(reinterpret_cast<const char*>(series->volume.voxels.data()),
-                      static_cast<std::streamsize>(series->volume.voxels.size() *
-                                                   sizeof(std::int16_t)));
+            out.write(
+                reinterpret_cast<const char*>(series->volume.voxels.data()),
+                static_cast<std::streamsize>(series->volume.voxels.size() * sizeof(std::int16_t)));
             if (!out.flush()) {
                 std::cerr << save_volume << ": cannot write the volume\n";
                 return exit_error;
