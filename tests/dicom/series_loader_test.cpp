@@ -323,8 +323,9 @@ struct Compression {
 /// Re-encodes the (uncompressed, 16-bit) pixel data of `dataset` in JPEG 2000 with OpenJPEG's
 /// encoder (DCMTK 3.6.7 has no JPEG 2000 codec): every frame split into `fragments_per_frame`
 /// fragments, with or without a Basic Offset Table; irreversible (lossy) for EXS_JPEG2000.
+/// `unsigned_codestream`: mark the codestream unsigned whatever PixelRepresentation says.
 void compress_j2k(DcmDataset& dataset, E_TransferSyntax xfer, std::size_t fragments_per_frame = 3,
-                  bool offset_table = true) {
+                  bool offset_table = true, bool unsigned_codestream = false) {
     Uint16 rows = 0;
     Uint16 columns = 0;
     Uint16 bits_stored = 0;
@@ -347,7 +348,7 @@ void compress_j2k(DcmDataset& dataset, E_TransferSyntax xfer, std::size_t fragme
         }
         auto stream = test::encode_j2k(samples, columns, rows,
                                        {.precision = bits_stored,
-                                        .is_signed = representation == 1,
+                                        .is_signed = representation == 1 && !unsigned_codestream,
                                         .lossy = xfer == EXS_JPEG2000});
         if (stream.size() % 2 != 0) {
             stream.push_back(0); // items have even lengths
@@ -584,6 +585,27 @@ TEST(SeriesLoader, Jpeg2000SignedWithRescaleSlopeIsExact) {
     EXPECT_THAT(loaded->how_taken[0], HasSubstr("JPEG 2000 Image Compression (Lossless Only) "
                                                 "1.2.840.10008.1.2.4.90, 12 images: decoded "
                                                 "with OpenJPEG"));
+}
+
+TEST(SeriesLoader, Jpeg2000SignednessUnlikeTheHeaderFollowsTheHeaderAndWarns) {
+    // PixelRepresentation 1 but unsigned 16-bit codestreams (an encoder's mistake seen in the
+    // wild): the values (all below 32768 here) are taken as the header says, with a warning.
+    const auto s = make_series();
+    for (const auto& file : s->gen.files) {
+        edit(
+            file,
+            [](DcmDataset& d) {
+                put_us(d, DCM_PixelRepresentation, 1);
+                compress_j2k(d, EXS_JPEG2000LosslessOnly, 1, true, true);
+            },
+            EXS_JPEG2000LosslessOnly);
+    }
+    const auto loaded = load_dir(*s);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    expect_matches_phantom(*loaded, *s);
+    ASSERT_EQ(loaded->warnings.size(), 1U);
+    EXPECT_THAT(loaded->warnings[0], HasSubstr("the JPEG 2000 codestreams of 12 images are "
+                                               "unsigned while PixelRepresentation says signed"));
 }
 
 TEST(SeriesLoader, Jpeg2000LossyLoadsCloseToTheTruthAndSaysLossy) {
