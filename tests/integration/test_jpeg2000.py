@@ -11,6 +11,7 @@ test sends copies with UIDs filled in by pydicom (pixel data bytes unchanged, ch
 
 import os
 import re
+import shutil
 import subprocess
 import unittest
 from pathlib import Path
@@ -29,6 +30,8 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 @unittest.skipUnless(J2K_BODY.is_dir(), f"JPEG 2000 corpus not found: {J2K_BODY} (set "
                      "SEGNODE_TEST_DATA to the shared data directory; see its SOURCES.md)")
+@unittest.skipUnless(shutil.which("gdcmconv"), "gdcmconv not found (libgdcm-tools; "
+                     "scripts/install-deps.sh)")
 class Jpeg2000ThroughTheNode(PipelineTestCase):
 
     def prepared_series(self):
