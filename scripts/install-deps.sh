@@ -9,6 +9,8 @@ packages=(
   # libraries
   libdcmtk-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libboost-dev
+  # JPEG 2000 decoding in the series loader (OpenJPEG; DCMTK 3.6.7 has no JPEG 2000 codec)
+  libopenjp2-7-dev
   # image IO (NIfTI, NRRD; zlib for .nii.gz) of segnode_imageio; also the benchmarks' ITK
   libinsighttoolkit5-dev zlib1g-dev
   # runtime data: the DICOM dictionary comes with libdcmtk17
@@ -17,6 +19,8 @@ packages=(
   dcmtk dicom3tools python3 python3-pydicom python3-numpy python3-nibabel python3-requests
   # reference DICOM -> NIfTI converter for the benchmarks
   dcm2niix
+  # independent JPEG 2000 decoders/encoders for the tests and the JPEG 2000 load benchmark
+  libopenjp2-tools libgdcm-tools
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
   orthanc plastimatch
 )

@@ -319,6 +319,9 @@ int run_command(const RunOptions& options, const Config& config) {
         return 1;
     }
     const dicom::LoadedSeries& series = *loaded;
+    for (const auto& line : series.how_taken) {
+        progress.message("run: taken: " + line);
+    }
     for (const auto& warning : series.warnings) {
         progress.message("run: warning: " + warning);
     }

@@ -2,12 +2,14 @@
 #include "cli_common.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/clock.hpp"
+#include "segnode/dicom/series_loader.hpp"
 #include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 namespace segnode::cli {
@@ -20,6 +22,34 @@ struct RunOptions {
     std::string to = "sender";
     std::string outputs = "both";
 };
+
+/// How the stored instances would be taken by the loader (headers only, nothing decoded):
+/// transfer syntaxes and decoders, or why the series cannot be loaded.
+void print_how_taken(const Config& config, store::ReceiveIndex& index, std::int64_t series_id) {
+    std::vector<std::filesystem::path> files;
+    for (const std::string& rel : index.series_files(series_id)) {
+        files.push_back(config.node.workdir / rel);
+    }
+    if (files.empty()) {
+        std::cout << "  taken:        - (no stored instances)\n";
+        return;
+    }
+    dicom::LoadOptions options;
+    options.headers_only = true;
+    const auto loaded = dicom::load_series(files, options);
+    if (!loaded) {
+        std::cout << "  taken:        cannot be loaded: " << loaded.error().message << "\n";
+        return;
+    }
+    const auto& d = loaded->volume.geometry.dims;
+    std::cout << "  taken:        " << d[0] << " x " << d[1] << " x " << d[2] << " voxels\n";
+    for (const std::string& line : loaded->how_taken) {
+        std::cout << "                " << line << "\n";
+    }
+    for (const std::string& line : loaded->warnings) {
+        std::cout << "                warning: " << line << "\n";
+    }
+}
 
 } // namespace
 
@@ -86,6 +116,7 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                           << "  completed:    "
                           << (s->completed_at ? format_utc_ms(*s->completed_at) : std::string("-"))
                           << "\n";
+                print_how_taken(config, index, s->id);
                 const auto matched = pipeline::first_match(config, *s);
                 std::cout << "  routing:      "
                           << (matched != nullptr

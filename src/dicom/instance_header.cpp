@@ -5,7 +5,9 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
+#include "j2k_decoder.hpp"
 #include "segnode/dicom/sop_classes.hpp"
 
 #include <algorithm>
@@ -102,10 +104,14 @@ DcmItem* functional_group(DcmItem* per_frame, DcmItem* shared, const DcmTagKey& 
     return nullptr;
 }
 
-bool is_jpeg2000(E_TransferSyntax xfer) {
-    return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 ||
-           xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent ||
-           xfer == EXS_JPIPReferenced || xfer == EXS_JPIPReferencedDeflate;
+/// JPEG 2000 Part 1 (.90 lossless only, .91): decoded with OpenJPEG (j2k_decoder.cpp).
+bool is_jpeg2000_part1(E_TransferSyntax xfer) {
+    return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000;
+}
+
+bool is_lossy(E_TransferSyntax xfer) {
+    return xfer == EXS_JPEGProcess1 || xfer == EXS_JPEGProcess2_4 || xfer == EXS_JPEGLSLossy ||
+           xfer == EXS_JPEG2000;
 }
 
 std::string sop_class_text(const std::string& uid) {
@@ -122,13 +128,17 @@ std::string pixel_problem(const InstanceHeader& h, E_TransferSyntax xfer) {
     if (xfer == EXS_Unknown) {
         return "unknown transfer syntax '" + h.transfer_syntax_uid + "'";
     }
-    if (x.isEncapsulated() && !DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit)) {
+    if (x.isEncapsulated() && !is_jpeg2000_part1(xfer) &&
+        !DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit)) {
         const std::string what =
             std::string("transfer syntax ") + x.getXferName() + " (" + x.getXferID() + ")";
-        if (is_jpeg2000(xfer)) {
-            return what + " is JPEG 2000, which cannot be decoded: DCMTK 3.6.7 has no JPEG 2000 "
-                          "decoder. Convert the series to an uncompressed or JPEG/JPEG-LS "
-                          "lossless transfer syntax first (e.g. gdcmconv --raw)";
+        if (xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent) {
+            return what + " (JPEG 2000 Part 2 multi-component) cannot be decoded: only JPEG 2000 "
+                          "Part 1 (1.2.840.10008.1.2.4.90 and .91) is";
+        }
+        if (xfer == EXS_JPIPReferenced || xfer == EXS_JPIPReferencedDeflate) {
+            return what + ": the pixel data are not in the object but on a JPIP server, which "
+                          "segnode does not fetch";
         }
         return what + " cannot be decoded (no decoder registered)";
     }
@@ -262,6 +272,25 @@ void read_functional_groups(DcmDataset& ds, InstanceHeader& h) {
 
 } // namespace
 
+std::string pixel_decoding_text(const InstanceHeader& header) {
+    const DcmXfer x(header.transfer_syntax_uid.c_str());
+    if (!x.isEncapsulated()) {
+        return x.getXfer() == EXS_DeflatedLittleEndianExplicit ? "inflated by DCMTK (zlib)"
+                                                               : "uncompressed";
+    }
+    if (header.jpeg2000) {
+        return "decoded with " + openjpeg_version();
+    }
+    const E_TransferSyntax xfer = x.getXfer();
+    std::string library;
+    if (xfer == EXS_JPEGLSLossless || xfer == EXS_JPEGLSLossy) {
+        library = " (CharLS)";
+    } else if (xfer != EXS_RLELossless) {
+        library = " (IJG libjpeg)";
+    }
+    return std::string("decoded with DCMTK ") + OFFIS_DCMTK_VERSION_STRING + library;
+}
+
 bool is_enhanced_ct_mr(const std::string& sop_class_uid) {
     return sop_class_uid == "1.2.840.10008.5.1.4.1.1.2.1" ||
            sop_class_uid == "1.2.840.10008.5.1.4.1.1.2.2" ||
@@ -309,6 +338,8 @@ Result<HeaderRead> read_instance_header(const std::filesystem::path& file) {
     DcmDataset& ds = *ff.getDataset();
     DcmMetaInfo* meta = ff.getMetaInfo();
     const E_TransferSyntax xfer = ds.getOriginalXfer();
+    h.jpeg2000 = is_jpeg2000_part1(xfer);
+    h.lossy_syntax = is_lossy(xfer);
     if (meta != nullptr) {
         h.transfer_syntax_uid = get_string(*meta, DCM_TransferSyntaxUID);
     }
@@ -347,6 +378,7 @@ Result<HeaderRead> read_instance_header(const std::filesystem::path& file) {
             .value_or(static_cast<std::uint16_t>(h.bits_stored > 0 ? h.bits_stored - 1 : 0));
     h.pixel_representation = get_us(ds, DCM_PixelRepresentation).value_or(0);
     h.gantry_tilt = get_double(ds, DCM_GantryDetectorTilt);
+    h.lossy_image_compression = get_string(ds, DCM_LossyImageCompression) == "01";
     Sint32 frames = 1;
     if (ds.tagExists(DCM_NumberOfFrames) &&
         (ds.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1)) {

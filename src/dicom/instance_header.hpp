@@ -38,7 +38,11 @@ struct InstanceHeader {
     std::uint16_t high_bit = 0;
     std::uint16_t pixel_representation = 0;
     std::uint32_t number_of_frames = 1;
-    bool multi_frame = false; ///< frames come from functional groups (enhanced CT/MR)
+    bool multi_frame = false;  ///< frames come from functional groups (enhanced CT/MR)
+    bool jpeg2000 = false;     ///< JPEG 2000 Part 1 (.90/.91): decoded with OpenJPEG, not DCMTK
+    bool lossy_syntax = false; ///< a lossy transfer syntax (JPEG baseline/extended, JPEG-LS
+                               ///< near-lossless, JPEG 2000 .91)
+    bool lossy_image_compression = false; ///< LossyImageCompression (0028,2110) is "01"
     std::optional<double> gantry_tilt;
     std::vector<std::string> stack_ids; ///< distinct StackID values of a multi-frame object
     /// Why the pixel data cannot be loaded (transfer syntax, colour, bit depth, unsupported
@@ -66,6 +70,10 @@ Result<HeaderRead> read_instance_header(const std::filesystem::path& file);
 /// How an image is named in messages: "IM0001.dcm [1.2.3...]", or just the file name when it
 /// already is the SOP Instance UID; frames of multi-frame objects as "file.dcm frame 3".
 std::string image_label(const InstanceHeader& header, std::uint32_t frame);
+
+/// How the pixel data of this instance's transfer syntax are decoded: "uncompressed",
+/// "decoded with OpenJPEG 2.5.0", "decoded with DCMTK 3.6.7 (CharLS)", ...
+std::string pixel_decoding_text(const InstanceHeader& header);
 
 /// True for the (Legacy Converted) Enhanced CT and MR Image Storage SOP classes.
 bool is_enhanced_ct_mr(const std::string& sop_class_uid);

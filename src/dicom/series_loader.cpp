@@ -9,8 +9,12 @@
 #include "dcmtk/dcmdata/dcfcache.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcpixseq.h"
+#include "encapsulated_frames.hpp"
 #include "instance_header.hpp"
+#include "j2k_decoder.hpp"
 #include "segnode/dicom/environment.hpp"
+#include "segnode/dicom/sop_classes.hpp"
 #include "slice_geometry.hpp"
 
 #include <algorithm>
@@ -217,10 +221,83 @@ std::string condition_text(const OFCondition& cond) {
     return cond.text();
 }
 
-/// Decodes the frames of one instance into their slices of `volume`.
+/// Counters shared by the workers that decode the pixel data.
+struct DecodeStats {
+    std::atomic<std::size_t> clamped{0};
+    /// Images whose JPEG 2000 codestream had the other signedness than PixelRepresentation.
+    std::atomic<std::size_t> j2k_sign_from_header{0};
+};
+
+/// One decoded frame (stored values in `buffer`, Uint8 or Uint16 per BitsAllocated) into its
+/// slice of the volume.
+void store_frame(const Uint16* buffer, const InstanceHeader& h, const FrameHeader& frame,
+                 std::int16_t* dst, DecodeStats& stats) {
+    const std::size_t pixels = std::size_t{h.rows} * h.columns;
+    if (h.bits_allocated == 8) {
+        stats.clamped += convert_frame(reinterpret_cast<const Uint8*>(buffer), dst, pixels, h,
+                                       frame.slope, frame.intercept);
+    } else {
+        stats.clamped += convert_frame(buffer, dst, pixels, h, frame.slope, frame.intercept);
+    }
+}
+
+/// The JPEG 2000 frames of one instance, decoded with OpenJPEG (DCMTK 3.6.7 has no JPEG 2000
+/// codec): the fragments are read first (DCMTK loads them from the file, one thread), then the
+/// target frames are decoded on up to `threads` threads, OpenJPEG's own threads taking what the
+/// frames leave (a single image gets them all).
+Status decode_j2k_instance(const InstanceHeader& h, DcmDataset& ds, DcmPixelData& pixel_data,
+                           const std::vector<Target>& targets, CtVolume& volume, DecodeStats& stats,
+                           const std::stop_token& stop, unsigned threads) {
+    const std::string name = h.file.string();
+    DcmPixelSequence* sequence = nullptr;
+    const OFCondition cond =
+        pixel_data.getEncapsulatedRepresentation(ds.getOriginalXfer(), nullptr, sequence);
+    if (cond.bad() || sequence == nullptr) {
+        return Error{name + ": no encapsulated JPEG 2000 pixel data" +
+                     (cond.bad() ? ": " + condition_text(cond) : std::string())};
+    }
+    auto fragments = detail::read_fragments(*sequence);
+    if (!fragments) {
+        return Error{name + ": " + fragments.error().message};
+    }
+    auto ranges = detail::group_fragments(fragments->fragments, fragments->offset_table,
+                                          h.number_of_frames, detail::looks_like_j2k);
+    if (!ranges) {
+        return Error{name + ": " + ranges.error().message};
+    }
+    const detail::J2kFrameFormat format{.rows = h.rows,
+                                        .columns = h.columns,
+                                        .bits_allocated = h.bits_allocated,
+                                        .bits_stored = h.bits_stored,
+                                        .high_bit = h.high_bit,
+                                        .is_signed = h.pixel_representation == 1};
+    const auto frame_threads =
+        static_cast<unsigned>(std::clamp<std::size_t>(targets.size(), 1, std::max(threads, 1U)));
+    const unsigned codec_threads = std::max(1U, threads / frame_threads);
+    const std::size_t pixels = std::size_t{h.rows} * h.columns;
+    return parallel_for(targets.size(), frame_threads, stop, [&](std::size_t t) -> Status {
+        const Target& target = targets[t];
+        const FrameHeader& frame = h.frames[target.frame_index];
+        std::vector<std::uint8_t> joined;
+        const detail::Bytes bytes =
+            detail::frame_bytes(fragments->fragments, (*ranges)[frame.frame], joined);
+        std::vector<Uint16> buffer(pixels);
+        auto info = detail::decode_j2k_frame(bytes, format, buffer.data(), codec_threads);
+        if (!info) {
+            return Error{frame.geometry.label + " (" + name +
+                         "): cannot decode the JPEG 2000 pixel data: " + info.error().message};
+        }
+        stats.j2k_sign_from_header += static_cast<std::size_t>(info->sign_from_header);
+        store_frame(buffer.data(), h, frame, volume.voxels.data() + target.slice * pixels, stats);
+        return ok_status();
+    });
+}
+
+/// Decodes the frames of one instance into their slices of `volume`; `threads` is what this
+/// instance may use (JPEG 2000 frames are decoded in parallel).
 Status decode_instance(const InstanceHeader& h, const std::vector<Target>& targets,
-                       CtVolume& volume, std::atomic<std::size_t>& clamped,
-                       const std::stop_token& stop) {
+                       CtVolume& volume, DecodeStats& stats, const std::stop_token& stop,
+                       unsigned threads) {
     const std::string name = h.file.string();
     DcmFileFormat ff;
     OFCondition cond =
@@ -245,6 +322,9 @@ Status decode_instance(const InstanceHeader& h, const std::vector<Target>& targe
     if (cond.bad() || pixel_data == nullptr) {
         return Error{name + ": no PixelData (7FE0,0010)" +
                      (cond.bad() ? ": " + condition_text(cond) : std::string())};
+    }
+    if (h.jpeg2000) {
+        return decode_j2k_instance(h, *ds, *pixel_data, targets, volume, stats, stop, threads);
     }
     Uint32 frame_size = 0;
     cond = pixel_data->getUncompressedFrameSize(ds, frame_size);
@@ -271,17 +351,51 @@ Status decode_instance(const InstanceHeader& h, const std::vector<Target>& targe
             return Error{frame.geometry.label + " (" + name +
                          "): cannot read the pixel data: " + condition_text(cond)};
         }
-        std::int16_t* dst = volume.voxels.data() + target.slice * pixels;
-        std::size_t n = 0;
-        if (h.bits_allocated == 8) {
-            n = convert_frame(reinterpret_cast<const Uint8*>(buffer.data()), dst, pixels, h,
-                              frame.slope, frame.intercept);
-        } else {
-            n = convert_frame(buffer.data(), dst, pixels, h, frame.slope, frame.intercept);
-        }
-        clamped += n;
+        store_frame(buffer.data(), h, frame, volume.voxels.data() + target.slice * pixels, stats);
     }
     return ok_status();
+}
+
+/// One line per transfer syntax: what it is, how many images, how it is decoded; and a line
+/// when images say they were lossy compressed before (LossyImageCompression 01).
+std::vector<std::string> describe_decoding(const std::vector<InstanceHeader>& instances) {
+    struct Group {
+        const InstanceHeader* first = nullptr;
+        std::size_t files = 0;
+        std::size_t images = 0;
+    };
+    std::vector<std::pair<std::string, Group>> groups;
+    std::size_t lossy_before = 0;
+    for (const InstanceHeader& h : instances) {
+        auto it = std::find_if(groups.begin(), groups.end(),
+                               [&](const auto& g) { return g.first == h.transfer_syntax_uid; });
+        if (it == groups.end()) {
+            groups.push_back({h.transfer_syntax_uid, Group{&h}});
+            it = std::prev(groups.end());
+        }
+        ++it->second.files;
+        it->second.images += h.frames.size();
+        lossy_before += static_cast<std::size_t>(h.lossy_image_compression);
+    }
+    std::vector<std::string> lines;
+    for (const auto& [uid, g] : groups) {
+        const std::string name = uid_name(uid);
+        std::string line = (name.empty() ? "transfer syntax" : name) + " " + uid + ", " +
+                           std::to_string(g.images) + (g.images == 1 ? " image" : " images");
+        if (g.files != g.images) {
+            line += " in " + files_text(g.files);
+        }
+        line += ": " + detail::pixel_decoding_text(*g.first);
+        if (g.first->lossy_syntax) {
+            line += " (lossy compression)";
+        }
+        lines.push_back(std::move(line));
+    }
+    if (lossy_before > 0) {
+        lines.push_back("LossyImageCompression 01 in " + files_text(lossy_before) +
+                        ": the pixel values were lossy compressed at some point");
+    }
+    return lines;
 }
 
 Status check_options(const LoadOptions& options) {
@@ -471,12 +585,7 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
                      std::to_string(options.max_voxels * 2 / (1024 * 1024)) +
                      " MiB of int16); refused before reading pixel data"};
     }
-    try {
-        out.volume.voxels.resize(*count);
-    } catch (const std::bad_alloc&) {
-        return Error{series_text + ": not enough memory for a volume of " + std::to_string(*count) +
-                     " voxels"};
-    }
+    out.how_taken = describe_decoding(instances);
     const std::size_t n = stack->order.size();
     out.sop_instance_uids.resize(n);
     out.files.resize(n);
@@ -494,9 +603,23 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
         std::sort(t.begin(), t.end(),
                   [](const Target& a, const Target& b) { return a.frame_index < b.frame_index; });
     }
+    if (options.headers_only) {
+        return out;
+    }
+    try {
+        out.volume.voxels.resize(*count);
+    } catch (const std::bad_alloc&) {
+        return Error{series_text + ": not enough memory for a volume of " + std::to_string(*count) +
+                     " voxels"};
+    }
 
     // Pass 2: pixel data.
-    std::atomic<std::size_t> clamped{0};
+    DecodeStats stats;
+    // Threads per instance: what the instance workers leave (a single multi-frame object
+    // decodes its JPEG 2000 frames on all of them).
+    const unsigned instance_threads =
+        std::max(1U, worker_count(options, std::numeric_limits<std::size_t>::max()) /
+                         worker_count(options, instances.size()));
     std::mutex progress_mutex;
     std::size_t done = 0;
     const auto checked = std::chrono::steady_clock::now();
@@ -505,8 +628,9 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
     }
     if (auto status = parallel_for(instances.size(), threads, options.stop,
                                    [&](std::size_t i) -> Status {
-                                       auto s = decode_instance(instances[i], targets[i],
-                                                                out.volume, clamped, options.stop);
+                                       auto s =
+                                           decode_instance(instances[i], targets[i], out.volume,
+                                                           stats, options.stop, instance_threads);
                                        if (s && options.progress) {
                                            const std::lock_guard lock(progress_mutex);
                                            options.progress(++done, instances.size());
@@ -520,10 +644,18 @@ Result<LoadedSeries> load(const std::vector<fs::path>& files, const LoadOptions&
         return Error{series_text + ": " + status.error().message};
     }
 
-    if (clamped > 0) {
-        out.warnings.push_back(std::to_string(clamped.load()) +
+    if (stats.clamped > 0) {
+        out.warnings.push_back(std::to_string(stats.clamped.load()) +
                                " voxels were outside the int16 range after rescaling and were "
                                "clamped");
+    }
+    if (const std::size_t n_sign = stats.j2k_sign_from_header; n_sign > 0) {
+        out.warnings.push_back("the JPEG 2000 codestreams of " + std::to_string(n_sign) +
+                               " images are " +
+                               (first.pixel_representation == 1 ? "unsigned" : "signed") +
+                               " while PixelRepresentation says " +
+                               (first.pixel_representation == 1 ? "signed" : "unsigned") +
+                               ": their values were taken as the DICOM header says");
     }
     if (first.photometric == "MONOCHROME1") {
         out.warnings.push_back("MONOCHROME1 images: stored values were rescaled as they are "

@@ -32,16 +32,20 @@ const std::vector<UidInfo>& accepted_transfer_syntaxes() {
     // When a peer proposes several syntaxes in one presentation context, the first of this
     // list that it proposed is chosen: lossless compression first (the sender need not
     // transcode compressed data, and fewer bytes cross the network and land on disk), then
-    // uncompressed, then lossy syntaxes last so lossy data is never preferred.
+    // uncompressed, then lossy syntaxes last so lossy data is never preferred. Every one is
+    // stored as received; the series loader decodes all of them (JPEG 2000 with OpenJPEG,
+    // the others with DCMTK).
     static const std::vector<UidInfo> syntaxes = {
         {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"},
         {"1.2.840.10008.1.2.4.70", "JPEG Lossless, Non-Hierarchical, First-Order Prediction"},
         {"1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"},
+        {"1.2.840.10008.1.2.4.90", "JPEG 2000 Image Compression (Lossless Only)"},
         {"1.2.840.10008.1.2.5", "RLE Lossless"},
         {"1.2.840.10008.1.2.1", "Explicit VR Little Endian"},
         {"1.2.840.10008.1.2", "Implicit VR Little Endian"},
         {"1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"},
         {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)"},
+        {"1.2.840.10008.1.2.4.91", "JPEG 2000 Image Compression"},
         {"1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"},
         {"1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"},
     };
@@ -50,11 +54,6 @@ const std::vector<UidInfo>& accepted_transfer_syntaxes() {
 
 const std::vector<std::pair<UidInfo, std::string>>& refused_transfer_syntaxes() {
     static const std::vector<std::pair<UidInfo, std::string>> refused = {
-        {{"1.2.840.10008.1.2.4.90", "JPEG 2000 Image Compression (Lossless Only)"},
-         "no JPEG 2000 decoder in this build (DCMTK 3.6.7 has none); peers fall back to an "
-         "uncompressed syntax when they also propose one"},
-        {{"1.2.840.10008.1.2.4.91", "JPEG 2000 Image Compression"},
-         "no JPEG 2000 decoder in this build (DCMTK 3.6.7 has none)"},
         {{"1.2.840.10008.1.2.2", "Explicit VR Big Endian (retired)"},
          "retired transfer syntax; peers fall back to little endian"},
     };

@@ -262,6 +262,9 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         const auto& dims = loaded->volume.geometry.dims;
         log.info(fmt::format("loaded {} x {} x {} in {}", dims[0], dims[1], dims[2],
                              seconds_text(seconds_since(t))));
+        for (const std::string& line : loaded->how_taken) {
+            log.info("taken: " + line);
+        }
         for (const std::string& w : loaded->warnings) {
             log.warn(w);
         }

@@ -2,8 +2,10 @@
 // derived object (SEG and/or RTSTRUCT) from a label map, for the integration tests
 // (tests/integration).
 //
-//   segnode-test-write-derived --series DIR --info
-//       prints the loaded geometry and the SOP Instance UIDs in slice order (k = 0 ...)
+//   segnode-test-write-derived --series DIR --info [--save-volume FILE.raw]
+//       prints the loaded geometry, the SOP Instance UIDs in slice order (k = 0 ...), the
+//       loader's warnings and how the series was taken (how_taken); --save-volume writes the
+//       loaded voxels (int16, host order, index order) for comparisons with other decoders
 //   segnode-test-write-derived --series DIR --out FILE [--mask FILE.raw | --rule hu-above:-500
 //       | --rule labels:N] [--save-mask FILE.raw] [--segments 1,2,3] [--uid-root R]
 //       [--series-number N] [--series-description S] [--algorithm NAME] [--now EPOCH_SECONDS]
@@ -75,6 +77,8 @@ nlohmann::json geometry_json(const segnode::dicom::LoadedSeries& series) {
         files.push_back(f.string());
     }
     out["files"] = files;
+    out["warnings"] = series.warnings;
+    out["how_taken"] = series.how_taken;
     return out;
 }
 
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
     std::string mask_file;
     std::string rule;
     std::string save_mask;
+    std::string save_volume;
     std::string segment_list;
     bool info = false;
     long long now_seconds = -1;
@@ -115,6 +120,7 @@ int main(int argc, char** argv) {
     app.add_option("--rule", rule,
                    "hu-above:T (label 1 where HU > T) or labels:N (synthetic map, labels 1..N)");
     app.add_option("--save-mask", save_mask, "Write the label map used (uint8, index order)");
+    app.add_option("--save-volume", save_volume, "With --info: write the voxels (int16)");
     app.add_option("--segments", segment_list, "Comma-separated labels to declare");
     app.add_option("--uid-root", options.uid_root, "UID root");
     app.add_option("--series-number", options.series_number, "SeriesNumber");
@@ -137,6 +143,16 @@ int main(int argc, char** argv) {
         return exit_error;
     }
     if (info) {
+        if (!save_volume.empty()) {
+            std::ofstream out(save_volume, std::ios::binary);
+            out.write(
+                reinterpret_cast<const char*>(series->volume.voxels.data()),
+                static_cast<std::streamsize>(series->volume.voxels.size() * sizeof(std::int16_t)));
+            if (!out.flush()) {
+                std::cerr << save_volume << ": cannot write the volume\n";
+                return exit_error;
+            }
+        }
         std::cout << geometry_json(*series).dump() << std::endl;
         return 0;
     }

@@ -10,8 +10,10 @@
 //   and MR multi-frame objects, from their shared and per-frame functional groups (frames in
 //   any order). Other multi-frame objects are refused.
 // - MONOCHROME1/MONOCHROME2, 8 or 16 bits allocated, any BitsStored/HighBit, signed or
-//   unsigned; uncompressed (little/big endian), JPEG, JPEG-LS and RLE. JPEG 2000 is refused
-//   (DCMTK 3.6.7 has no decoder). MONOCHROME1 only changes the display, so the stored values
+//   unsigned; uncompressed (little/big endian, deflated), JPEG (lossless, baseline, extended),
+//   JPEG-LS and RLE decoded by DCMTK, and JPEG 2000 (.90 and .91) decoded by OpenJPEG
+//   (src/dicom/j2k_decoder.cpp; frames of several fragments joined, frames of a multi-frame
+//   object decoded in parallel). MONOCHROME1 only changes the display, so the stored values
 //   are rescaled like MONOCHROME2 ones (not inverted).
 // - voxel = round(stored * RescaleSlope + RescaleIntercept) (defaults 1 and 0), clamped to
 //   int16; the number of clamped voxels is reported in `warnings`.
@@ -60,6 +62,9 @@ struct LoadOptions {
     /// both passes, in every worker thread; once stop is requested the workers take no further
     /// file and load_series returns Error{cancelled_message}.
     std::stop_token stop;
+    /// Read the headers and check the geometry only: the result has the geometry, UIDs, files
+    /// and `how_taken`, but no voxels (for `segnode series show`).
+    bool headers_only = false;
 };
 
 /// The message of the Error that load_series and the SEG/RTSTRUCT writers return when their
@@ -80,6 +85,11 @@ struct LoadedSeries {
     std::string sop_class_uid; ///< of the first instance
     /// Things a caller may want to show: clamped voxels, MONOCHROME1, no frame of reference.
     std::vector<std::string> warnings;
+    /// How the series was taken, one line per aspect, for the job log and `segnode series show`:
+    /// how the pixel data were decoded ("JPEG 2000 Image Compression (Lossless Only)
+    /// 1.2.840.10008.1.2.4.90, 20 images: decoded with OpenJPEG 2.5.0"), lossy compression, and
+    /// anything the geometry checks had to accept.
+    std::vector<std::string> how_taken;
 };
 
 /// Loads every DICOM file in `files` (all must belong to one series and be images; a file
