@@ -4,7 +4,9 @@ The package is built with cpack from this build, checked with lintian, and insta
 real `dpkg -i` into a throwaway root: an overlay over this machine's root in a private mount
 namespace, so its maintainer scripts run for real (the segnode user, /var/lib/segnode) while
 the host stays untouched. From that root, the installed binary checks the installed config,
-serves as the segnode user, answers C-ECHO, and is removed again.
+serves as the segnode user under the unit's file-system restrictions (read-only system,
+writable /var/lib/segnode only, private /tmp), receives a series, runs an external algorithm
+and sends its SEG back, and is removed again.
 """
 
 import os
@@ -12,10 +14,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 from pathlib import Path
 
-from harness import BUILD_DIR, SEGNODE_BIN, SOURCE_DIR, free_port
+import pydicom
+
+from harness import (SEGNODE_BIN, SOURCE_DIR, StoreScpPeer, free_port, generate_series,
+                     port_open)
 
 UNIT = SOURCE_DIR / "systemd" / "segnode.service"
 MAX_EXPOSURE = 2.0
@@ -34,6 +41,47 @@ def build_package():
         raise AssertionError(f"expected one segnode_*.deb in {build_dir}, found {debs}")
     return debs[0]
 
+
+PROGRAM = Path(__file__).resolve().parent / "external" / "kaapana_otsu.py"
+ALGORITHM = """\
+[[algorithms]]
+name = "kaapana_otsu"
+version = "0.1.0"
+command = ["/usr/bin/python3", "/usr/local/lib/segnode-test/kaapana_otsu.py"]
+layout = "kaapana"
+
+[[algorithms.segments]]
+label = 1
+name = "Foreground"
+"""
+TEST_CONFIG = """\
+algorithms_dir = "/etc/segnode/algorithms.d"
+
+[node]
+ae_title = "PKGNODE"
+workdir = "/var/lib/segnode"
+
+[dicom]
+port = {dicom_port}
+
+[http]
+port = {http_port}
+
+[series]
+quiet_period_s = 1
+
+[[peers]]
+name = "dest"
+ae_title = "PKGDEST"
+host = "127.0.0.1"
+port = {peer_port}
+
+[[rules]]
+name = "otsu"
+algorithm = "kaapana_otsu"
+outputs = ["seg"]
+destination = "dest"
+"""
 
 INSTALL_SCRIPT = r"""
 set -eu
@@ -61,19 +109,30 @@ in_root stat -c '%U:%G %a' /var/lib/segnode
 echo "== conffiles"
 in_root dpkg-query -W -f='${{Conffiles}}\n' segnode
 echo "== serve"
-# The installed config with test ports (other nodes may run on this machine).
-sed -e 's/^port = 11112$/port = {port}/' -e 's/^port = 8080$/port = {http_port}/' \
-    "$root/etc/segnode/segnode.toml" > "$root/tmp/test.toml"
-chmod 644 "$root/tmp/test.toml"
+# An external algorithm and a rule that sends its SEG to the test's storescp.
+mkdir -p "$root/etc/segnode/algorithms.d" "$root/usr/local/lib/segnode-test"
+cp {program} "$root/usr/local/lib/segnode-test/"
+cp {tmp}/algorithm.toml "$root/etc/segnode/algorithms.d/"
+cp {tmp}/test.toml "$root/etc/segnode/test.toml"
+chmod -R a+rX "$root/etc/segnode" "$root/usr/local/lib/segnode-test"
+in_root segnode config check /etc/segnode/test.toml
+# What the unit asks of systemd: ProtectSystem=strict with ReadWritePaths=/var/lib/segnode,
+# PrivateTmp (the private tmpfs above), ProtectHome; run as the segnode user, no new privileges.
+mount --bind "$root/var/lib/segnode" "$root/var/lib/segnode"
+mount -t tmpfs -o mode=0755 tmpfs "$root/home"
+mount -t tmpfs -o mode=0700 tmpfs "$root/root"
+mount -o remount,bind,ro "$root"
+mount -o remount,bind,ro "$root/run"
 chroot "$root" setpriv --reuid=segnode --regid=segnode --init-groups --no-new-privs \
-    /usr/bin/segnode serve --config /tmp/test.toml --ae-title PKGNODE > {tmp}/serve.log 2>&1 &
+    touch /var/tmp/segnode-probe 2>/dev/null && echo "system writable" || echo "system read-only"
+chroot "$root" setpriv --reuid=segnode --regid=segnode --init-groups --no-new-privs \
+    /usr/bin/segnode serve --config /etc/segnode/test.toml > {tmp}/serve.log 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
-  if echoscu -aec PKGNODE 127.0.0.1 {port} >/dev/null 2>&1; then echo "echo ok"; break; fi
-  sleep 0.1
-done
-kill -TERM $pid
+echo "== serving"
+while [ ! -e {tmp}/stop ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done
+kill -TERM $pid 2>/dev/null || true
 wait $pid && echo "serve exit 0" || echo "serve exit $?"
+mount -o remount,bind,rw "$root"
 echo "== files"
 in_root stat -c '%U' /var/lib/segnode/segnode.db
 echo "== remove"
@@ -91,6 +150,14 @@ def host_state():
 
 
 class PackageTest(unittest.TestCase):
+
+    def wait_until(self, predicate, timeout, what, log=None):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+                self.fail(f"timed out after {timeout} s waiting for {what}\n{tail}")
+            time.sleep(0.2)
 
     def test_unit_exposure_is_at_most_2(self):
         if shutil.which("systemd-analyze") is None:
@@ -113,7 +180,7 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(problems, [], verify.stderr)
 
     def test_package_builds_lints_installs_serves_and_removes(self):
-        for tool in ("cpack", "lintian", "dpkg-shlibdeps", "unshare", "echoscu"):
+        for tool in ("cpack", "lintian", "dpkg-shlibdeps", "unshare", "storescu"):
             if shutil.which(tool) is None:
                 self.skipTest(f"{tool} not installed (scripts/install-deps.sh installs it)")
         deb = build_package()
@@ -135,17 +202,60 @@ class PackageTest(unittest.TestCase):
         tmp = Path(tempfile.mkdtemp(prefix="segnode-pkg-"))
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
         (tmp / "layers").mkdir()
-        script = INSTALL_SCRIPT.format(tmp=tmp, deb=deb, port=free_port(), http_port=free_port())
+        dicom_port = free_port()
+        peer = StoreScpPeer(tmp, ae="PKGDEST")
+        peer.start()
+        self.addCleanup(peer.stop)
+        series = generate_series(tmp / "series", rows=64, cols=64, slices=12)
+        (tmp / "algorithm.toml").write_text(ALGORITHM)
+        (tmp / "test.toml").write_text(TEST_CONFIG.format(dicom_port=dicom_port,
+                                                          http_port=free_port(),
+                                                          peer_port=peer.port))
+        script = INSTALL_SCRIPT.format(tmp=tmp, deb=deb, program=PROGRAM)
         probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
                                capture_output=True, text=True)
         if probe.returncode != 0:
             self.skipTest(f"no mount namespaces here: {probe.stderr.strip()}")
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private",
-                               "bash", "-c", script], capture_output=True, text=True,
-                              timeout=300)
-        out = proc.stdout
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
+                                 "bash", "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            self.wait_until(lambda: "== serving\n" in lines or proc.poll() is not None, 240,
+                            "the installed node to start")
+            self.assertIsNone(proc.poll(), "".join(lines))
+            self.wait_until(lambda: port_open(dicom_port), 30, "the DICOM port",
+                            tmp / "serve.log")
+            sent = subprocess.run(["storescu", "-aec", "PKGNODE", "127.0.0.1", str(dicom_port),
+                                   *series["files"]], capture_output=True, text=True,
+                                  timeout=120)
+            self.assertEqual(sent.returncode, 0, sent.stderr)
+            self.wait_until(lambda: peer.files("SG"), 120,
+                            "the SEG of the external algorithm at the destination",
+                            tmp / "serve.log")
+        finally:
+            (tmp / "stop").touch()
+            try:
+                proc.wait(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            reader.join(timeout=10)
+            peer.stop()
+        out = "".join(lines)
+        errors = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
         serve_log = (tmp / "serve.log").read_text() if (tmp / "serve.log").exists() else ""
-        self.assertEqual(proc.returncode, 0, f"{out}\n{proc.stderr}\n{serve_log}")
+        self.assertEqual(proc.returncode, 0, f"{out}\n{errors}\n{serve_log}")
+        seg = pydicom.dcmread(str(peer.files("SG")[0]))
+        self.assertEqual(seg.Modality, "SEG")
+        self.assertEqual(seg.StudyInstanceUID, series["study_uid"])
+        self.assertEqual(seg.ReferencedSeriesSequence[0].SeriesInstanceUID,
+                         series["series_uid"])
+        self.assertIn("kaapana_otsu", serve_log)
 
         def section(name):
             m = re.search(rf"== {name}\n(.*?)(?:\n== |\Z)", out, re.S)
@@ -157,8 +267,8 @@ class PackageTest(unittest.TestCase):
         self.assertRegex(section("user"), r"^segnode:x:\d+:\d+:.*:/var/lib/segnode:")
         self.assertEqual(section("statedir").strip(), "segnode:segnode 750")
         self.assertIn("/etc/segnode/segnode.toml", section("conffiles"))
-        self.assertIn("echo ok", section("serve"), serve_log)
-        self.assertIn("serve exit 0", section("serve"), serve_log)
+        self.assertIn("system read-only", section("serve"))
+        self.assertIn("serve exit 0", out, serve_log)
         # The packaged config puts the data under /var/lib/segnode, owned by the service user.
         self.assertEqual(section("files").strip(), "segnode")
         self.assertIn("binary removed", section("remove"))
