@@ -23,6 +23,9 @@ packages=(
   libopenjp2-tools libgdcm-tools
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
   orthanc plastimatch
+  # the Debian package (cpack -G DEB): shlibdeps, man page, lintian; systemd-analyze for the
+  # unit's exposure score; adduser for the package's postinst
+  dpkg-dev help2man lintian systemd adduser
 )
 
 missing=()

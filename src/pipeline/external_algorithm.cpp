@@ -307,8 +307,13 @@ Result<LabelMap> ExternalAlgorithm::execute(const CtVolume& volume,
 Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSeries& source,
                                                         const ExternalTask& task,
                                                         const algorithms::Settings& settings,
-                                                        const fs::path& work_dir,
+                                                        const fs::path& work_dir_arg,
                                                         const algorithms::RunContext& context) const {
+    // Absolute paths in the environment, task.json and placeholders: the program may change
+    // directory, and the node recognises what its programs left behind by SEGNODE_WORK_DIR.
+    std::error_code abs_ec;
+    const fs::path absolute = fs::absolute(work_dir_arg, abs_ec);
+    const fs::path work_dir = abs_ec ? work_dir_arg : absolute.lexically_normal();
     const auto log = [&context](const std::string& line) {
         if (context.log) {
             context.log(line);

@@ -14,6 +14,7 @@
 
 #include "job_work.hpp"
 #include "segnode/core/clock.hpp"
+#include "segnode/pipeline/process.hpp"
 #include "segnode/pipeline/retention.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/job_repo.hpp"
@@ -353,6 +354,12 @@ JobRunner::JobRunner(const Config& config, const store::Workdir& workdir, Connec
 JobRunner::~JobRunner() { stop(); }
 
 void JobRunner::start() {
+    // Before any job runs again: what a killed node's programs left running goes first.
+    if (const std::size_t n = kill_orphaned_processes(m_impl->context.workdir.root() / "jobs");
+        n > 0) {
+        spdlog::warn("killed {} process(es) left running by external algorithms of the previous "
+                     "run of segnode", n);
+    }
     {
         auto db = m_impl->context.pool.acquire();
         auto lock = m_impl->context.pool.write_lock();

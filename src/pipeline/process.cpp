@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -109,10 +110,20 @@ struct ChildError {
 /// In the child after vfork(): only system calls, no allocation, never returns.
 [[noreturn]] void child_exec(int stdin_fd, int stdout_fd, int stderr_fd, int error_fd,
                              const char* program, char* const* argv, char* const* envp,
-                             const char* cwd) {
+                             const char* cwd, pid_t parent) {
     auto die = [error_fd](ChildStep step) { child_fail(error_fd, step); };
     if (::setpgid(0, 0) != 0) {
         die(ChildStep::ProcessGroup);
+    }
+    // If the node dies (kill -9, a crash), the program dies with it rather than running on
+    // unsupervised; it survives execve. The node may have died before this line: then the
+    // parent is no longer ours. (Processes the program starts itself are not covered: the
+    // next start of the node kills them, see kill_orphaned_processes.)
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        die(ChildStep::ProcessGroup);
+    }
+    if (::getppid() != parent) {
+        ::_exit(127);
     }
     // Standard streams: move sources out of 0..2 first so that dup2 cannot clobber them.
     std::array<int, 3> sources{stdin_fd, stdout_fd, stderr_fd};
@@ -497,10 +508,12 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
     sigset_t old_mask;
     ::sigfillset(&all_signals);
     ::pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask);
+    const pid_t self = ::getpid();
     const pid_t pid = ::vfork();
     if (pid == 0) {
         child_exec(null_in.get(), out_w.get(), err_w.get(), exec_w.get(), program_text.c_str(),
-                   argv.data(), envp.data(), cwd_text.empty() ? nullptr : cwd_text.c_str());
+                   argv.data(), envp.data(), cwd_text.empty() ? nullptr : cwd_text.c_str(),
+                   self);
     }
     const int vfork_errno = errno;
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -751,6 +764,96 @@ std::string ProcessResult::last_lines(std::size_t n) const {
         joined += lines[i];
     }
     return joined;
+}
+
+std::size_t kill_orphaned_processes(const std::filesystem::path& jobs_root) {
+    std::error_code ec;
+    const std::filesystem::path root = std::filesystem::absolute(jobs_root, ec).lexically_normal();
+    if (ec) {
+        return 0;
+    }
+    std::string prefix = root.string();
+    if (prefix.empty() || prefix.back() != '/') {
+        prefix += '/';
+    }
+    const std::string key = "SEGNODE_WORK_DIR=";
+    const pid_t self = ::getpid();
+    const pid_t own_group = ::getpgrp();
+    const uid_t uid = ::getuid();
+    std::size_t killed = 0;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) {
+        return 0;
+    }
+    std::array<char, 512> stat{};
+    std::array<char, 300> path{};
+    std::string environ;
+    while (const dirent* entry = ::readdir(proc)) {
+        const char* name = entry->d_name;
+        if (name[0] < '0' || name[0] > '9') {
+            continue;
+        }
+        const pid_t pid = static_cast<pid_t>(std::strtol(name, nullptr, 10));
+        if (pid == self) {
+            continue;
+        }
+        std::snprintf(path.data(), path.size(), "/proc/%s", name);
+        struct stat owner {};
+        if (::stat(path.data(), &owner) != 0 || owner.st_uid != uid) {
+            continue;
+        }
+        // The whole environment (NUL-separated); a process we may not read is not ours.
+        std::snprintf(path.data(), path.size(), "/proc/%s/environ", name);
+        const int fd = ::open(path.data(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        environ.clear();
+        std::array<char, 8192> chunk{};
+        for (;;) {
+            const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                break;
+            }
+            environ.append(chunk.data(), static_cast<std::size_t>(n));
+        }
+        ::close(fd);
+        bool ours = false;
+        for (std::size_t at = 0; at < environ.size();) {
+            const std::size_t end = std::min(environ.find('\0', at), environ.size());
+            const std::string_view var(environ.data() + at, end - at);
+            if (var.starts_with(key) && var.substr(key.size()).starts_with(prefix)) {
+                ours = true;
+                break;
+            }
+            at = end + 1;
+        }
+        if (!ours) {
+            continue;
+        }
+        std::snprintf(path.data(), path.size(), "/proc/%s/stat", name);
+        long pgrp = 0;
+        if (read_proc_file(path.data(), stat)) {
+            const char* close = std::strrchr(stat.data(), ')');
+            char state = 0;
+            long ppid = 0;
+            if (close == nullptr || std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) {
+                pgrp = 0;
+            }
+        }
+        // The program's own group (it leads one); never the node's group.
+        if (pgrp > 1 && static_cast<pid_t>(pgrp) != own_group) {
+            ::kill(-static_cast<pid_t>(pgrp), SIGKILL);
+        }
+        if (::kill(pid, SIGKILL) == 0) {
+            ++killed;
+        }
+    }
+    ::closedir(proc);
+    return killed;
 }
 
 } // namespace segnode::pipeline

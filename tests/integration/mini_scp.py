@@ -8,6 +8,7 @@ code with DCMTK, so it also checks that segnode's SCU reads what is on the wire.
 
   mini_scp.py [--port N] [--ae AE] [--status HEX[,HEX...]] [--comment TEXT]
               [--echo-status HEX] [--accept-ts UID[,UID...]] [--silent] [--out DIR]
+              [--delay-ms N] [--journal FILE]
 
 --status       C-STORE statuses, used in turn (cycled); default 0000
 --comment      Error Comment (0000,0902) sent with every non-success status
@@ -16,6 +17,9 @@ code with DCMTK, so it also checks that segnode's SCU reads what is on the wire.
 --silent       receive C-STOREs but never answer them (the SCU must time out)
 --out DIR      write each received data set to DIR/<sop instance uid>.dset, with its
                transfer syntax UID in DIR/<sop instance uid>.ts
+--delay-ms N   wait N ms before answering each C-STORE (a slow destination)
+--journal FILE append "<sop instance uid> <status>" to FILE after each C-STORE response is
+               sent, so a test can count deliveries (a repeated UID was delivered twice)
 
 Prints "listening <port>" on stdout once bound (port 0 picks a free one), then serves one
 association at a time on 127.0.0.1 until killed.
@@ -25,6 +29,7 @@ import argparse
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 
 APP_CONTEXT = b"1.2.840.10008.3.1.1.1"
@@ -192,6 +197,8 @@ class Association:
                     (out / f"{sop_uid}.ts").write_text(self.syntax_of.get(pcid, "?"))
                 if self.args.silent:
                     continue
+                if self.args.delay_ms:
+                    time.sleep(self.args.delay_ms / 1000)
                 status = next(statuses)
                 rsp[0x0100] = struct.pack("<H", C_STORE_RSP)
                 rsp[0x1000] = cmd[0x1000]
@@ -201,6 +208,9 @@ class Association:
             if status != 0 and self.args.comment:
                 rsp[0x0902] = pad(self.args.comment.encode("ascii"), b" ")
             self.sock.sendall(p_data(pcid, command_set(rsp), is_command=True))
+            if field == C_STORE_RQ and self.args.journal:
+                with open(self.args.journal, "a") as journal:
+                    journal.write(f"{uid(cmd[0x1000])} {status:04X}\n")
 
 
 def cycle(values):
@@ -218,6 +228,8 @@ def main():
     parser.add_argument("--accept-ts", default="")
     parser.add_argument("--silent", action="store_true")
     parser.add_argument("--out")
+    parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--journal")
     args = parser.parse_args()
     args.echo_status = int(args.echo_status, 16)
     args.accept_ts = [s for s in args.accept_ts.split(",") if s]

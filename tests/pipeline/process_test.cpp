@@ -470,5 +470,102 @@ TEST(Process, SeveralRunAtOnceFromThreads) {
     }
 }
 
+/// A process that is alive and not a zombie.
+bool alive(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z' &&
+           text[close + 2] != 'X';
+}
+
+bool wait_until_dead(pid_t pid, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (alive(pid)) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        ::waitpid(pid, nullptr, WNOHANG);
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+/// Starts `sh -c script` in its own session with SEGNODE_WORK_DIR=work_dir, as a program of
+/// a killed node would be left running; the script writes the pid of its background child to
+/// `pid_file`. Returns the shell's pid.
+pid_t start_left_over(const std::filesystem::path& work_dir, const std::filesystem::path& pid_file) {
+    const std::string env_entry = "SEGNODE_WORK_DIR=" + work_dir.string();
+    const std::string script = "sleep 60 & echo $! > '" + pid_file.string() + "'; exec sleep 60";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::setsid();
+        char* const argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
+                              const_cast<char*>(script.c_str()), nullptr};
+        char* const envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"),
+                              const_cast<char*>(env_entry.c_str()), nullptr};
+        ::execve("/bin/sh", argv, envp);
+        ::_exit(127);
+    }
+    return pid;
+}
+
+pid_t read_pid(const std::filesystem::path& file) {
+    for (int i = 0; i < 300; ++i) {
+        std::ifstream in(file);
+        pid_t pid = 0;
+        if (in >> pid && pid > 0) {
+            return pid;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    return 0;
+}
+
+TEST(Process, LeftOverProgramsUnderTheJobsRootAreKilledWithTheirGroup) {
+    TempDir tmp;
+    const auto jobs = tmp.path() / "var" / "jobs";
+    const pid_t ours = start_left_over(jobs / "7" / "work", tmp.path() / "ours.pid");
+    // Same prefix as text but not under jobs/: must survive.
+    const pid_t other = start_left_over(tmp.path() / "var" / "jobs-archive" / "work",
+                                        tmp.path() / "other.pid");
+    const pid_t ours_child = read_pid(tmp.path() / "ours.pid");
+    const pid_t other_child = read_pid(tmp.path() / "other.pid");
+    ASSERT_GT(ours_child, 0);
+    ASSERT_GT(other_child, 0);
+
+    // The background child inherited the environment too: at least both of ours.
+    EXPECT_GE(pipeline::kill_orphaned_processes(jobs), 2U);
+    int status = 0;
+    ASSERT_EQ(::waitpid(ours, &status, 0), ours);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    EXPECT_TRUE(wait_until_dead(ours_child, 5s)) << "the program's own child survived";
+    EXPECT_TRUE(alive(other));
+    EXPECT_TRUE(alive(other_child));
+    // Nothing of ours is left to find.
+    EXPECT_EQ(pipeline::kill_orphaned_processes(jobs), 0U);
+
+    ::kill(-other, SIGKILL);
+    ::waitpid(other, nullptr, 0);
+}
+
+TEST(Process, TheProgramDiesWithTheProcessThatStartedIt) {
+    TempDir tmp;
+    const auto pid_file = tmp.path() / "program.pid";
+    // A stand-in for the node: it runs a long program and is then killed with SIGKILL.
+    const pid_t node = ::fork();
+    if (node == 0) {
+        auto spec = shell("echo $$ > '" + pid_file.string() + "'; exec sleep 60");
+        (void)pipeline::run_process(spec);
+        ::_exit(0);
+    }
+    const pid_t program = read_pid(pid_file);
+    ASSERT_GT(program, 0);
+    EXPECT_TRUE(alive(program));
+    ::kill(node, SIGKILL);
+    ::waitpid(node, nullptr, 0);
+    EXPECT_TRUE(wait_until_dead(program, 5s)) << "the program outlived the node";
+}
+
 } // namespace
 } // namespace segnode::test

@@ -84,4 +84,12 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop = {});
 std::optional<std::filesystem::path> find_executable(const std::string& name,
                                                      const std::string& path_env);
 
+/// Kills what a previous run of the node left behind. The program of a job dies with the node
+/// (PR_SET_PDEATHSIG), but processes it started itself may outlive a crash or kill -9 of the
+/// node and keep writing into a job directory that the job's next run reuses. Every process of
+/// this user whose environment has SEGNODE_WORK_DIR under `jobs_root` gets SIGKILL, with its
+/// process group (never the caller's own). Returns the number of processes killed. Call it
+/// before jobs are requeued at start-up.
+std::size_t kill_orphaned_processes(const std::filesystem::path& jobs_root);
+
 } // namespace segnode::pipeline
