@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sstream>
@@ -50,13 +52,21 @@ struct Caller {
 
 enum class Access { Public, Metrics, Read, Submit, Admin };
 
+/// Where a route runs: on the server's I/O thread (short database reads only), or on the
+/// handler's worker threads (anything that may wait: a write behind the writer lock, file
+/// reads, the network).
+enum class Runs { Inline, Worker };
+
 struct Route {
     std::string method;
     std::string pattern; ///< "/api/v1/jobs/{id}": also the metrics label
     Access access;
     std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> handler;
+    Runs runs = Runs::Inline;
     std::vector<std::string> segments;
 };
+
+constexpr std::size_t k_worker_threads = 4;
 
 std::vector<std::string> split_path(const std::string& path) {
     std::vector<std::string> parts;
@@ -326,6 +336,9 @@ struct ApiHandler::Impl {
     std::map<std::pair<std::string, int>, std::uint64_t> requests; ///< (route, status) -> n
     std::atomic<std::uint64_t> failed_auth{0};
 
+    boost::asio::thread_pool workers{k_worker_threads};
+    std::atomic<bool> stopped{false};
+
     Impl(ApiHandler& owner, const pipeline::ServiceContext& context)
         : self(owner), ctx(context), jobs(context.config, context.registry) {
         add_routes();
@@ -335,8 +348,9 @@ struct ApiHandler::Impl {
     }
 
     void add(std::string method, std::string pattern, Access access,
-             std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> fn) {
-        routes.push_back({std::move(method), std::move(pattern), access, std::move(fn), {}});
+             std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> fn,
+             Runs runs = Runs::Inline) {
+        routes.push_back({std::move(method), std::move(pattern), access, std::move(fn), runs, {}});
     }
 
     void count(const std::string& route, int status) {
@@ -426,18 +440,87 @@ struct ApiHandler::Impl {
             }
             last = now;
         }
-        try {
-            auto db = ctx.pool.acquire();
-            auto lock = ctx.pool.write_lock();
-            store::ApiKeyRepository(*db).touch(key_id, now);
-        } catch (const store::DatabaseError& e) {
-            spdlog::warn("http: recording the use of API key {}: {}", key_id, e.what());
+        // The write waits for the node's writer lock: never on the caller's (I/O) thread.
+        offload([this, key_id, now] {
+            try {
+                auto db = ctx.pool.acquire();
+                auto lock = ctx.pool.write_lock();
+                store::ApiKeyRepository(*db).touch(key_id, now);
+            } catch (const store::DatabaseError& e) {
+                spdlog::warn("http: recording the use of API key {}: {}", key_id, e.what());
+            }
+        });
+    }
+
+    /// Runs `work` on a worker thread; false once stop() began (the work is dropped).
+    template <class Work> bool offload(Work&& work) {
+        if (stopped.load()) {
+            return false;
         }
+        boost::asio::post(workers, std::forward<Work>(work));
+        return true;
     }
 
     // --- dispatch ---------------------------------------------------------------------------
 
+    /// The route a request goes to with its path parameters, or the answer when none does
+    /// (404, 400 for a bad escape, 405 with Allow).
+    struct Match {
+        const Route* route = nullptr;
+        Params params;
+        HttpResponse refusal;
+    };
+
     HttpResponse handle(const HttpRequest& req) {
+        Match m = match(req);
+        return m.route != nullptr ? run(*m.route, req, m.params) : std::move(m.refusal);
+    }
+
+    void handle_async(HttpRequest req, std::function<void(HttpResponse)> done) {
+        Match m = match(req);
+        if (m.route == nullptr) {
+            return done(std::move(m.refusal));
+        }
+        if (m.route->runs == Runs::Inline) {
+            return done(run(*m.route, req, m.params));
+        }
+        auto shared_done = std::make_shared<std::function<void(HttpResponse)>>(std::move(done));
+        const Route* route = m.route;
+        const bool posted = offload([this, route, req = std::move(req),
+                                     params = std::move(m.params), shared_done]() {
+            HttpResponse response;
+            try {
+                response = run(*route, req, params);
+            } catch (const std::exception& e) {
+                spdlog::error("http: {} {}: internal error: {}", req.method, req.path, e.what());
+                response = problem(500, "internal error; see the node's log");
+            }
+            (*shared_done)(std::move(response));
+        });
+        if (!posted) {
+            (*shared_done)(problem(503, "the HTTP API is stopping"));
+        }
+    }
+
+    /// Authorizes and runs one matched route, counting its status for /metrics.
+    HttpResponse run(const Route& r, const HttpRequest& req, const Params& params) {
+        Caller caller;
+        HttpResponse response;
+        if (auto refused = authorize(req, r.access, caller)) {
+            response = std::move(*refused);
+        } else {
+            try {
+                response = r.handler(req, caller, params);
+            } catch (const store::DatabaseError& e) {
+                spdlog::error("http: {} {}: database: {}", req.method, req.path, e.what());
+                response = problem(503, std::string("database unavailable: ") + e.what());
+            }
+        }
+        count(r.pattern, response.status);
+        return response;
+    }
+
+    Match match(const HttpRequest& req) {
         const auto parts = split_path(req.path);
         std::vector<const Route*> matched;
         std::vector<Params> matched_params;
@@ -467,42 +550,30 @@ struct ApiHandler::Impl {
                 matched_params.push_back(std::move(params));
             }
         }
+        Match m;
         if (matched.empty()) {
-            HttpResponse r = bad_escape ? problem(400, "malformed percent escape in " + req.path)
-                                        : problem(404, "no route " + req.path +
-                                                           " (see GET /api/v1/openapi.yaml)");
-            count("(unmatched)", r.status);
-            return r;
+            m.refusal = bad_escape ? problem(400, "malformed percent escape in " + req.path)
+                                   : problem(404, "no route " + req.path +
+                                                      " (see GET /api/v1/openapi.yaml)");
+            count("(unmatched)", m.refusal.status);
+            return m;
         }
         for (std::size_t i = 0; i < matched.size(); ++i) {
-            const Route& r = *matched[i];
-            if (r.method != req.method) {
-                continue;
+            if (matched[i]->method == req.method) {
+                m.route = matched[i];
+                m.params = std::move(matched_params[i]);
+                return m;
             }
-            Caller caller;
-            HttpResponse response;
-            if (auto refused = authorize(req, r.access, caller)) {
-                response = std::move(*refused);
-            } else {
-                try {
-                    response = r.handler(req, caller, matched_params[i]);
-                } catch (const store::DatabaseError& e) {
-                    spdlog::error("http: {} {}: database: {}", req.method, req.path, e.what());
-                    response = problem(503, std::string("database unavailable: ") + e.what());
-                }
-            }
-            count(r.pattern, response.status);
-            return response;
         }
         std::string allow;
         for (const Route* r : matched) {
             allow += (allow.empty() ? "" : ", ") + r->method;
         }
-        HttpResponse r = problem(405, req.method + " is not allowed on " + req.path +
-                                          " (allowed: " + allow + ")");
-        r.headers.emplace_back("Allow", allow);
+        m.refusal = problem(405, req.method + " is not allowed on " + req.path + " (allowed: " +
+                                     allow + ")");
+        m.refusal.headers.emplace_back("Allow", allow);
         count(matched.front()->pattern, 405);
-        return r;
+        return m;
     }
 
     // --- helpers used by routes -------------------------------------------------------------
@@ -965,9 +1036,11 @@ void ApiHandler::Impl::add_routes() {
         return json_response(200, {{"status", "ok"}});
     });
     add("GET", "/readyz", Access::Public,
-        [this](const HttpRequest&, const Caller&, const Params&) { return readiness(); });
+        [this](const HttpRequest&, const Caller&, const Params&) { return readiness(); },
+        Runs::Worker);
     add("GET", "/metrics", Access::Metrics,
-        [this](const HttpRequest& req, const Caller&, const Params&) { return metrics(req); });
+        [this](const HttpRequest& req, const Caller&, const Params&) { return metrics(req); },
+        Runs::Worker);
     add("GET", "/api/v1/openapi.yaml", Access::Public,
         [](const HttpRequest&, const Caller&, const Params&) {
             HttpResponse r;
@@ -1097,11 +1170,13 @@ void ApiHandler::Impl::add_routes() {
                          caller.key->name);
             ctx.wake_jobs(); // routing takes it at once
             return json_response(200, series_json(*series));
-        });
+        },
+        Runs::Worker);
     add("POST", "/api/v1/jobs", Access::Submit,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             return submit_job(req, caller);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/jobs", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             if (auto bad = check_query(req, {"state", "algorithm", "limit", "cursor"})) {
@@ -1186,7 +1261,8 @@ void ApiHandler::Impl::add_routes() {
                     spdlog::info("http: {} (key '{}')", outcome.message, caller.key->name);
                 }
                 return job_outcome(outcome);
-            });
+            },
+            Runs::Worker);
     }
     add("GET", "/api/v1/jobs/{id}/outputs", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
@@ -1218,11 +1294,13 @@ void ApiHandler::Impl::add_routes() {
     add("GET", "/api/v1/jobs/{id}/outputs/{name}", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, false);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/jobs/{id}/log", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, true);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/peers", Access::Read,
         [this](const HttpRequest&, const Caller&, const Params&) {
             json items = json::array();
@@ -1253,7 +1331,8 @@ void ApiHandler::Impl::add_routes() {
                                        {"calling_ae", ctx.config.node.ae_title},
                                        {"round_trip_ms", result->round_trip.count()},
                                        {"total_ms", result->total.count()}});
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/keys", Access::Admin,
         [this](const HttpRequest&, const Caller&, const Params&) {
             std::vector<store::ApiKeyRow> rows;
@@ -1324,7 +1403,8 @@ void ApiHandler::Impl::add_routes() {
                       {"note", "the key is shown only now; store it safely"}});
             r.headers.emplace_back("Location", "/api/v1/keys/" + name);
             return r;
-        });
+        },
+        Runs::Worker);
     add("DELETE", "/api/v1/keys/{name}", Access::Admin,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             Status st;
@@ -1346,15 +1426,26 @@ void ApiHandler::Impl::add_routes() {
             }
             spdlog::info("http: API key '{}' revoked by key '{}'", p[0], caller.key->name);
             return json_response(200, {{"name", p[0]}, {"revoked", true}});
-        });
+        },
+        Runs::Worker);
 }
 
 ApiHandler::ApiHandler(const pipeline::ServiceContext& context)
     : m_impl(std::make_unique<Impl>(*this, context)) {}
 
-ApiHandler::~ApiHandler() = default;
+ApiHandler::~ApiHandler() { stop(); }
 
 HttpResponse ApiHandler::handle(const HttpRequest& request) { return m_impl->handle(request); }
+
+void ApiHandler::handle_async(HttpRequest request, std::function<void(HttpResponse)> done) {
+    m_impl->handle_async(std::move(request), std::move(done));
+}
+
+void ApiHandler::stop() {
+    if (!m_impl->stopped.exchange(true)) {
+        m_impl->workers.join();
+    }
+}
 
 void ApiHandler::count_response(const std::string& route, int status) {
     m_impl->count(route, status);
