@@ -22,6 +22,7 @@
 #include "segnode/core/version.hpp"
 #include "segnode/dicom/store_scu.hpp"
 #include "segnode/pipeline/disk_guard.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 #include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/pipeline/routing.hpp"
@@ -240,6 +241,19 @@ json algorithm_json(const algorithms::AlgorithmInfo& info, bool detail) {
     out["default_settings"] = defaults;
     out["segments"] = segments;
     return out;
+}
+
+/// An external algorithm's program, as `segnode algorithm show` prints it.
+json external_json(const ExternalAlgorithmConfig& c) {
+    return {{"where", c.where},
+            {"command", c.command},
+            {"layout", c.layout},
+            {"input_format", c.input_format},
+            {"output_kind", c.output_kind},
+            {"output", c.output},
+            {"timeout_s", c.timeout_s},
+            {"memory_mb", c.memory_mb},
+            {"max_parallel", c.max_parallel}};
 }
 
 std::optional<std::uint64_t> free_bytes(const std::filesystem::path& dir) {
@@ -949,7 +963,9 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
     }
     ctx.wake_jobs();
     spdlog::info("http: {} (key '{}')", outcome.message, caller.key->name);
-    HttpResponse r = json_response(202, outcome.job ? job_json(*outcome.job) : json::object());
+    json accepted = outcome.job ? job_json(*outcome.job) : json::object();
+    accepted["message"] = outcome.message;
+    HttpResponse r = json_response(202, accepted);
     r.headers.emplace_back("Location", "/api/v1/jobs/" + std::to_string(outcome.job_id));
     return r;
 }
@@ -1095,7 +1111,11 @@ void ApiHandler::Impl::add_routes() {
             if (!algorithm) {
                 return problem(404, algorithm.error().message);
             }
-            return json_response(200, algorithm_json((*algorithm)->info(), true));
+            json body = algorithm_json((*algorithm)->info(), true);
+            if (const auto* ext = dynamic_cast<const pipeline::ExternalAlgorithm*>(*algorithm)) {
+                body["external"] = external_json(ext->config());
+            }
+            return json_response(200, body);
         });
     add("GET", "/api/v1/series", Access::Read,
         [this](const HttpRequest& req, const Caller&, const Params&) {
@@ -1108,13 +1128,8 @@ void ApiHandler::Impl::add_routes() {
             }
             std::optional<store::SeriesState> state;
             if (const auto it = req.query.find("state"); it != req.query.end()) {
-                if (it->second == "receiving") {
-                    state = store::SeriesState::Receiving;
-                } else if (it->second == "complete") {
-                    state = store::SeriesState::Complete;
-                } else if (it->second == "routed") {
-                    state = store::SeriesState::Routed;
-                } else {
+                state = store::parse_series_state(it->second);
+                if (!state) {
                     return problem(400, "query parameter 'state': '" + it->second +
                                             "' is not a series state (receiving, complete, "
                                             "routed)");
@@ -1136,13 +1151,20 @@ void ApiHandler::Impl::add_routes() {
                 return problem(404, "no series " + p[0]);
             }
             json body = series_json(*s);
+            const RuleConfig* rule = pipeline::first_match(ctx.config, *s);
+            body["routing"] = rule != nullptr ? json{{"rule", rule->name},
+                                                      {"algorithm", rule->algorithm}}
+                                              : json(nullptr);
             json jobs_list = json::array();
             for (const store::JobRow& j : store::JobRepo(*db).for_series(s->id)) {
                 if (caller.sees_all_jobs() || j.spec.owner_key_id == caller.key->id) {
                     jobs_list.push_back({{"id", j.id},
                                          {"href", "/api/v1/jobs/" + std::to_string(j.id)},
                                          {"state", store::to_string(j.state)},
-                                         {"algorithm", j.spec.algorithm}});
+                                         {"algorithm", j.spec.algorithm},
+                                         {"outputs", outputs_list(j.spec.outputs)},
+                                         {"destination", j.spec.destination},
+                                         {"error", j.error}});
                 }
             }
             body["jobs"] = jobs_list;
