@@ -20,6 +20,7 @@
 
 #include "segnode/core/clock.hpp"
 #include "segnode/core/version.hpp"
+#include "segnode/dicom/receive_handler.hpp"
 #include "segnode/dicom/store_scu.hpp"
 #include "segnode/pipeline/disk_guard.hpp"
 #include "segnode/pipeline/external_algorithm.hpp"
@@ -254,6 +255,39 @@ json external_json(const ExternalAlgorithmConfig& c) {
             {"timeout_s", c.timeout_s},
             {"memory_mb", c.memory_mb},
             {"max_parallel", c.max_parallel}};
+}
+
+/// The reason label of a refused C-STORE's DIMSE status (PS3.4 Annex B status classes).
+const char* refusal_reason(std::int64_t status) {
+    if (status == dicom::status::sop_class_not_supported) {
+        return "sop_class_not_supported";
+    }
+    switch ((status >> 8) & 0xFF) {
+    case 0xA7:
+        return "out_of_resources";
+    case 0xA9:
+        return "dataset_does_not_match";
+    case 0xC0:
+        return "cannot_understand";
+    default:
+        return "other";
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(const std::string& text) {
+    std::string out;
+    for (const char ch : text) {
+        if (ch == '\\' || ch == '"') {
+            out += '\\';
+            out += ch;
+        } else if (ch == '\n') {
+            out += "\\n";
+        } else {
+            out += ch;
+        }
+    }
+    return out;
 }
 
 std::optional<std::uint64_t> free_bytes(const std::filesystem::path& dir) {
@@ -710,8 +744,13 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
     std::int64_t rejected = 0;
     std::vector<std::pair<std::string, double>> durations;
     std::vector<std::pair<std::int64_t, std::int64_t>> refused_by_status;
-    std::vector<std::pair<std::string, std::int64_t>> send_attempts;
-    std::vector<std::pair<std::string, std::int64_t>> send_failures;
+    struct PeerCount {
+        std::string peer;
+        std::string ae_title;
+        std::int64_t n = 0;
+    };
+    std::vector<PeerCount> send_attempts;
+    std::vector<PeerCount> send_failures;
     {
         auto db = ctx.pool.acquire();
         counts = store::ReceiveIndex(*db).counts();
@@ -735,16 +774,20 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
             durations.emplace_back(dur.column_text(0),
                                    static_cast<double>(dur.column_int64(1)) / 1000.0);
         }
-        auto sends = db->prepare("SELECT dest_ae, sum(send_attempts) FROM jobs "
-                                 "WHERE dest_ae != '' GROUP BY dest_ae ORDER BY dest_ae");
+        auto sends = db->prepare("SELECT destination, dest_ae, sum(send_attempts) FROM jobs "
+                                 "WHERE dest_ae != '' GROUP BY destination, dest_ae "
+                                 "ORDER BY destination, dest_ae");
         while (sends.step()) {
-            send_attempts.emplace_back(sends.column_text(0), sends.column_int64(1));
+            send_attempts.push_back(
+                {sends.column_text(0), sends.column_text(1), sends.column_int64(2)});
         }
-        auto fails = db->prepare("SELECT j.dest_ae, count(*) FROM job_events e JOIN jobs j ON "
-                                 "j.id = e.job_id WHERE e.event = 'send_failed' "
-                                 "GROUP BY j.dest_ae ORDER BY j.dest_ae");
+        auto fails = db->prepare("SELECT j.destination, j.dest_ae, count(*) FROM job_events e "
+                                 "JOIN jobs j ON j.id = e.job_id WHERE e.event = 'send_failed' "
+                                 "GROUP BY j.destination, j.dest_ae "
+                                 "ORDER BY j.destination, j.dest_ae");
         while (fails.step()) {
-            send_failures.emplace_back(fails.column_text(0), fails.column_int64(1));
+            send_failures.push_back(
+                {fails.column_text(0), fails.column_text(1), fails.column_int64(2)});
         }
     }
     const std::int64_t now = now_ms();
@@ -755,11 +798,13 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         << "\n";
     gauge("segnode_instances_received_total", "Instances stored (rows in the index)", "counter");
     out << "segnode_instances_received_total " << counts.instances << "\n";
-    gauge("segnode_instances_refused_total", "C-STOREs refused, by DIMSE status", "counter");
+    gauge("segnode_instances_refused_total", "C-STOREs refused, by DIMSE status and reason",
+          "counter");
     for (const auto& [status, n] : refused_by_status) {
         char hex[8];
         std::snprintf(hex, sizeof hex, "%04X", static_cast<unsigned>(status & 0xFFFF));
-        out << "segnode_instances_refused_total{status=\"0x" << hex << "\"} " << n << "\n";
+        out << "segnode_instances_refused_total{status=\"0x" << hex << "\",reason=\""
+            << refusal_reason(status) << "\"} " << n << "\n";
     }
     gauge("segnode_instances_quarantined_total", "Instances quarantined", "counter");
     out << "segnode_instances_quarantined_total " << counts.quarantined << "\n";
@@ -818,15 +863,19 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
                 << totals.first << "\n";
         }
     }
-    gauge("segnode_send_attempts_total", "C-STORE send attempts of jobs, per destination AE",
+    gauge("segnode_send_attempts_total",
+          "C-STORE send attempts of jobs, per destination (peer name or sender) and AE title",
           "counter");
-    for (const auto& [peer, n] : send_attempts) {
-        out << "segnode_send_attempts_total{peer=\"" << peer << "\"} " << n << "\n";
+    for (const PeerCount& c : send_attempts) {
+        out << "segnode_send_attempts_total{peer=\"" << label_value(c.peer) << "\",ae_title=\""
+            << label_value(c.ae_title) << "\"} " << c.n << "\n";
     }
-    gauge("segnode_send_failures_total", "Failed send attempts of jobs, per destination AE",
+    gauge("segnode_send_failures_total",
+          "Failed send attempts of jobs, per destination (peer name or sender) and AE title",
           "counter");
-    for (const auto& [peer, n] : send_failures) {
-        out << "segnode_send_failures_total{peer=\"" << peer << "\"} " << n << "\n";
+    for (const PeerCount& c : send_failures) {
+        out << "segnode_send_failures_total{peer=\"" << label_value(c.peer) << "\",ae_title=\""
+            << label_value(c.ae_title) << "\"} " << c.n << "\n";
     }
     gauge("segnode_disk_free_bytes", "Free space in the working directory", "gauge");
     out << "segnode_disk_free_bytes " << free_bytes(ctx.workdir.root()).value_or(0) << "\n";
