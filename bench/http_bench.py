@@ -4,7 +4,8 @@
 One run, on 127.0.0.1, side by side:
   1. `wrk -t2 -c32 --latency` for --seconds against segnode `GET /healthz` and
      `GET /api/v1/jobs?limit=50` (read key; --jobs done jobs in the table), and against
-     Orthanc's `GET /system` and `GET /jobs` (--jobs asynchronous archive jobs made first);
+     Orthanc's `GET /system`, `GET /jobs` (the ids only) and `GET /jobs?expand` (each job in
+     full, like segnode's listing), --jobs asynchronous archive jobs made first;
      requests/s, p50 and p99 latency, and the ratios segnode / Orthanc
      (targets: >= 2x Orthanc's requests/s, p99 <= 20 ms).
   2. storescu of a fresh 512 x 512 phantom series (--slices) into segnode, alternately with
@@ -13,7 +14,7 @@ One run, on 127.0.0.1, side by side:
 Needs wrk, storescu, Orthanc (/usr/sbin/Orthanc), python3-requests and the segnode and
 segnode-phantom binaries (SEGNODE_BIN, SEGNODE_PHANTOM or build/). wrk runs on the same cores
 as the servers (2 here), so the load generator's own CPU is part of every figure; --wrk-nice
-runs it at a lower priority for the C-STORE rounds (reported with the figures).
+runs it at a lower priority (segnode's HTTP threads run at nice +10, Orthanc at 0).
 """
 
 import argparse
@@ -148,7 +149,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="C-STORE rounds per condition")
     ap.add_argument("--slices", type=int, default=100, help="512x512 slices per C-STORE round")
     ap.add_argument("--wrk-nice", type=int, default=0,
-                    help="nice value of wrk during the C-STORE rounds (default 0)")
+                    help="nice value of wrk (default 0; segnode's HTTP threads run at +10)")
     ap.add_argument("--skip-store", action="store_true", help="only the requests/s part")
     args = ap.parse_args()
     require_tools()
@@ -168,18 +169,20 @@ def main():
             ("Orthanc GET /system", orthanc.url + "/system", []),
             ("segnode GET /api/v1/jobs?limit=50", node.http_url + "/api/v1/jobs?limit=50", auth),
             ("Orthanc GET /jobs", orthanc.url + "/jobs", []),
+            ("Orthanc GET /jobs?expand", orthanc.url + "/jobs?expand", []),
         ]
         results = {}
-        print(f"== wrk -t2 -c32 -d{args.seconds}s ({args.jobs} segnode jobs, {orthanc_jobs} "
-              "Orthanc jobs)")
+        print(f"== wrk -t2 -c32 -d{args.seconds}s, nice {args.wrk_nice} ({args.jobs} segnode jobs, "
+              f"{orthanc_jobs} Orthanc jobs)")
         print(f"   {'target':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors")
         for name, url, headers in runs:
-            r = wrk(url, args.seconds, headers=headers)
+            r = wrk(url, args.seconds, headers=headers, nice=args.wrk_nice)
             results[name] = r
             print(f"   {name:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}  "
                   f"{r['non2xx']} non-2xx {r['socket_errors']}", flush=True)
         for ours, theirs in (("segnode GET /healthz", "Orthanc GET /system"),
-                             ("segnode GET /api/v1/jobs?limit=50", "Orthanc GET /jobs")):
+                             ("segnode GET /api/v1/jobs?limit=50", "Orthanc GET /jobs"),
+                             ("segnode GET /api/v1/jobs?limit=50", "Orthanc GET /jobs?expand")):
             a, b = results[ours], results[theirs]
             print(f"ratio {ours} / {theirs}: {a['rps'] / b['rps']:.2f}x requests/s "
                   f"(target >= 2), segnode p99 {a['p99']:.1f} ms (target <= 20)")

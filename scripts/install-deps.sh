@@ -19,6 +19,9 @@ packages=(
   dcm2niix
   # a real PACS for the end-to-end tests, and an RTSTRUCT reader we did not write
   orthanc plastimatch
+  # an independent Prometheus text parser (tests/integration/test_metrics.py) and the HTTP
+  # load generator of bench/http_bench.py
+  python3-prometheus-client wrk
 )
 
 missing=()
