@@ -26,6 +26,9 @@ packages=(
   # the Debian package (cpack -G DEB): shlibdeps, man page, lintian; systemd-analyze for the
   # unit's exposure score; adduser for the package's postinst
   dpkg-dev help2man lintian systemd adduser
+  # an independent Prometheus text parser (tests/integration/test_metrics.py) and the HTTP
+  # load generator of bench/http_bench.py
+  python3-prometheus-client wrk
 )
 
 missing=()

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sstream>
@@ -18,11 +20,14 @@
 
 #include "segnode/core/clock.hpp"
 #include "segnode/core/version.hpp"
+#include "segnode/dicom/receive_handler.hpp"
 #include "segnode/dicom/store_scu.hpp"
 #include "segnode/pipeline/disk_guard.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 #include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/pipeline/routing.hpp"
+#include "segnode/pipeline/series_taken.hpp"
 #include "segnode/store/api_key_repo.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
@@ -50,13 +55,21 @@ struct Caller {
 
 enum class Access { Public, Metrics, Read, Submit, Admin };
 
+/// Where a route runs: on the server's I/O thread (short database reads only), or on the
+/// handler's worker threads (anything that may wait: a write behind the writer lock, file
+/// reads, the network).
+enum class Runs { Inline, Worker };
+
 struct Route {
     std::string method;
     std::string pattern; ///< "/api/v1/jobs/{id}": also the metrics label
     Access access;
     std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> handler;
+    Runs runs = Runs::Inline;
     std::vector<std::string> segments;
 };
+
+constexpr std::size_t k_worker_threads = 4;
 
 std::vector<std::string> split_path(const std::string& path) {
     std::vector<std::string> parts;
@@ -78,7 +91,7 @@ std::vector<std::string> split_path(const std::string& path) {
 HttpResponse json_response(int status, const json& body) {
     HttpResponse response;
     response.status = status;
-    response.body = body.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    response.body = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     return response;
 }
 
@@ -137,27 +150,101 @@ json page_json(const std::vector<Row>& rows, std::int64_t limit, ToJson&& to_jso
     return body;
 }
 
+/// Appends `text` as a JSON string. ASCII is escaped here; text with other bytes goes through
+/// nlohmann (invalid UTF-8 replaced), so the answer is always valid JSON.
+void append_quoted(std::string& out, std::string_view text) {
+    if (std::any_of(text.begin(), text.end(),
+                    [](char ch) { return static_cast<unsigned char>(ch) >= 0x80; })) {
+        out += json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
+        return;
+    }
+    out += '"';
+    for (const char ch : text) {
+        if (ch == '"' || ch == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (static_cast<unsigned char>(ch) < 0x20) {
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(ch));
+            out += escaped;
+        } else {
+            out += ch;
+        }
+    }
+    out += '"';
+}
+
+void append_time(std::string& out, const std::optional<std::int64_t>& ms) {
+    if (ms) {
+        append_quoted(out, format_utc_ms(*ms));
+    } else {
+        out += "null";
+    }
+}
+
+/// A job as JSON text, written straight into `out`: the job listing is the API's largest
+/// frequent answer, and building a JSON tree for it cost ~15 us per job (see bench/README.md).
+void append_job_json(std::string& out, const store::JobRow& j) {
+    const std::string id = std::to_string(j.id);
+    out += "{\"id\":" + id + ",\"href\":\"/api/v1/jobs/" + id + "\",\"state\":";
+    append_quoted(out, store::to_string(j.state));
+    out += j.cancel_requested ? ",\"cancel_requested\":true" : ",\"cancel_requested\":false";
+    out += ",\"series_uid\":";
+    append_quoted(out, j.spec.series_uid);
+    out += ",\"algorithm\":";
+    append_quoted(out, j.spec.algorithm);
+    out += ",\"algorithm_version\":";
+    append_quoted(out, j.spec.algorithm_version);
+    out += ",\"settings\":{";
+    bool first = true;
+    for (const auto& [k, v] : pipeline::parse_settings_text(j.spec.settings)) {
+        out += first ? "" : ",";
+        first = false;
+        append_quoted(out, k);
+        out += ':';
+        append_quoted(out, v);
+    }
+    out += "},\"outputs\":[";
+    std::string_view outputs = j.spec.outputs;
+    for (bool more = !outputs.empty(); more;) {
+        const auto comma = outputs.find(',');
+        append_quoted(out, outputs.substr(0, comma));
+        more = comma != std::string_view::npos;
+        if (more) {
+            out += ',';
+            outputs.remove_prefix(comma + 1);
+        }
+    }
+    out += "],\"destination\":";
+    append_quoted(out, j.spec.destination);
+    out += ",\"rule\":";
+    append_quoted(out, j.spec.rule);
+    out += ",\"owner\":";
+    if (j.spec.owner_key_id) {
+        append_quoted(out, j.spec.owner_key_name);
+    } else {
+        out += "null";
+    }
+    out += ",\"runs\":" + std::to_string(j.runs) +
+           ",\"send_attempts\":" + std::to_string(j.send_attempts) + ",\"error\":";
+    append_quoted(out, j.error);
+    out += ",\"created_at\":";
+    append_time(out, j.created_at);
+    out += ",\"started_at\":";
+    append_time(out, j.started_at);
+    out += ",\"finished_at\":";
+    append_time(out, j.finished_at);
+    out += ",\"updated_at\":";
+    append_time(out, j.updated_at);
+    out += ",\"purged_at\":";
+    append_time(out, j.purged_at);
+    out += '}';
+}
+
 json job_json(const store::JobRow& j) {
-    return {{"id", j.id},
-            {"href", "/api/v1/jobs/" + std::to_string(j.id)},
-            {"state", store::to_string(j.state)},
-            {"cancel_requested", j.cancel_requested},
-            {"series_uid", j.spec.series_uid},
-            {"algorithm", j.spec.algorithm},
-            {"algorithm_version", j.spec.algorithm_version},
-            {"settings", settings_json(j.spec.settings)},
-            {"outputs", outputs_list(j.spec.outputs)},
-            {"destination", j.spec.destination},
-            {"rule", j.spec.rule},
-            {"owner", j.spec.owner_key_id ? json(j.spec.owner_key_name) : json(nullptr)},
-            {"runs", j.runs},
-            {"send_attempts", j.send_attempts},
-            {"error", j.error},
-            {"created_at", format_utc_ms(j.created_at)},
-            {"started_at", opt_time(j.started_at)},
-            {"finished_at", opt_time(j.finished_at)},
-            {"updated_at", format_utc_ms(j.updated_at)},
-            {"purged_at", opt_time(j.purged_at)}};
+    std::string text;
+    append_job_json(text, j);
+    return json::parse(text);
 }
 
 json series_json(const store::SeriesRow& s) {
@@ -229,6 +316,52 @@ json algorithm_json(const algorithms::AlgorithmInfo& info, bool detail) {
     out["settings"] = settings;
     out["default_settings"] = defaults;
     out["segments"] = segments;
+    return out;
+}
+
+/// An external algorithm's program, as `segnode algorithm show` prints it.
+json external_json(const ExternalAlgorithmConfig& c) {
+    return {{"where", c.where},
+            {"command", c.command},
+            {"layout", c.layout},
+            {"input_format", c.input_format},
+            {"output_kind", c.output_kind},
+            {"output", c.output},
+            {"timeout_s", c.timeout_s},
+            {"memory_mb", c.memory_mb},
+            {"max_parallel", c.max_parallel}};
+}
+
+/// The reason label of a refused C-STORE's DIMSE status (PS3.4 Annex B status classes).
+const char* refusal_reason(std::int64_t status) {
+    if (status == dicom::status::sop_class_not_supported) {
+        return "sop_class_not_supported";
+    }
+    switch ((status >> 8) & 0xFF) {
+    case 0xA7:
+        return "out_of_resources";
+    case 0xA9:
+        return "dataset_does_not_match";
+    case 0xC0:
+        return "cannot_understand";
+    default:
+        return "other";
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(const std::string& text) {
+    std::string out;
+    for (const char ch : text) {
+        if (ch == '\\' || ch == '"') {
+            out += '\\';
+            out += ch;
+        } else if (ch == '\n') {
+            out += "\\n";
+        } else {
+            out += ch;
+        }
+    }
     return out;
 }
 
@@ -326,6 +459,9 @@ struct ApiHandler::Impl {
     std::map<std::pair<std::string, int>, std::uint64_t> requests; ///< (route, status) -> n
     std::atomic<std::uint64_t> failed_auth{0};
 
+    boost::asio::thread_pool workers{k_worker_threads};
+    std::atomic<bool> stopped{false};
+
     Impl(ApiHandler& owner, const pipeline::ServiceContext& context)
         : self(owner), ctx(context), jobs(context.config, context.registry) {
         add_routes();
@@ -335,8 +471,9 @@ struct ApiHandler::Impl {
     }
 
     void add(std::string method, std::string pattern, Access access,
-             std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> fn) {
-        routes.push_back({std::move(method), std::move(pattern), access, std::move(fn), {}});
+             std::function<HttpResponse(const HttpRequest&, const Caller&, const Params&)> fn,
+             Runs runs = Runs::Inline) {
+        routes.push_back({std::move(method), std::move(pattern), access, std::move(fn), runs, {}});
     }
 
     void count(const std::string& route, int status) {
@@ -426,18 +563,87 @@ struct ApiHandler::Impl {
             }
             last = now;
         }
-        try {
-            auto db = ctx.pool.acquire();
-            auto lock = ctx.pool.write_lock();
-            store::ApiKeyRepository(*db).touch(key_id, now);
-        } catch (const store::DatabaseError& e) {
-            spdlog::warn("http: recording the use of API key {}: {}", key_id, e.what());
+        // The write waits for the node's writer lock: never on the caller's (I/O) thread.
+        offload([this, key_id, now] {
+            try {
+                auto db = ctx.pool.acquire();
+                auto lock = ctx.pool.write_lock();
+                store::ApiKeyRepository(*db).touch(key_id, now);
+            } catch (const store::DatabaseError& e) {
+                spdlog::warn("http: recording the use of API key {}: {}", key_id, e.what());
+            }
+        });
+    }
+
+    /// Runs `work` on a worker thread; false once stop() began (the work is dropped).
+    template <class Work> bool offload(Work&& work) {
+        if (stopped.load()) {
+            return false;
         }
+        boost::asio::post(workers, std::forward<Work>(work));
+        return true;
     }
 
     // --- dispatch ---------------------------------------------------------------------------
 
+    /// The route a request goes to with its path parameters, or the answer when none does
+    /// (404, 400 for a bad escape, 405 with Allow).
+    struct Match {
+        const Route* route = nullptr;
+        Params params;
+        HttpResponse refusal;
+    };
+
     HttpResponse handle(const HttpRequest& req) {
+        Match m = match(req);
+        return m.route != nullptr ? run(*m.route, req, m.params) : std::move(m.refusal);
+    }
+
+    void handle_async(HttpRequest req, std::function<void(HttpResponse)> done) {
+        Match m = match(req);
+        if (m.route == nullptr) {
+            return done(std::move(m.refusal));
+        }
+        if (m.route->runs == Runs::Inline) {
+            return done(run(*m.route, req, m.params));
+        }
+        auto shared_done = std::make_shared<std::function<void(HttpResponse)>>(std::move(done));
+        const Route* route = m.route;
+        const bool posted = offload([this, route, req = std::move(req),
+                                     params = std::move(m.params), shared_done]() {
+            HttpResponse response;
+            try {
+                response = run(*route, req, params);
+            } catch (const std::exception& e) {
+                spdlog::error("http: {} {}: internal error: {}", req.method, req.path, e.what());
+                response = problem(500, "internal error; see the node's log");
+            }
+            (*shared_done)(std::move(response));
+        });
+        if (!posted) {
+            (*shared_done)(problem(503, "the HTTP API is stopping"));
+        }
+    }
+
+    /// Authorizes and runs one matched route, counting its status for /metrics.
+    HttpResponse run(const Route& r, const HttpRequest& req, const Params& params) {
+        Caller caller;
+        HttpResponse response;
+        if (auto refused = authorize(req, r.access, caller)) {
+            response = std::move(*refused);
+        } else {
+            try {
+                response = r.handler(req, caller, params);
+            } catch (const store::DatabaseError& e) {
+                spdlog::error("http: {} {}: database: {}", req.method, req.path, e.what());
+                response = problem(503, std::string("database unavailable: ") + e.what());
+            }
+        }
+        count(r.pattern, response.status);
+        return response;
+    }
+
+    Match match(const HttpRequest& req) {
         const auto parts = split_path(req.path);
         std::vector<const Route*> matched;
         std::vector<Params> matched_params;
@@ -467,42 +673,30 @@ struct ApiHandler::Impl {
                 matched_params.push_back(std::move(params));
             }
         }
+        Match m;
         if (matched.empty()) {
-            HttpResponse r = bad_escape ? problem(400, "malformed percent escape in " + req.path)
-                                        : problem(404, "no route " + req.path +
-                                                           " (see GET /api/v1/openapi.yaml)");
-            count("(unmatched)", r.status);
-            return r;
+            m.refusal = bad_escape ? problem(400, "malformed percent escape in " + req.path)
+                                   : problem(404, "no route " + req.path +
+                                                      " (see GET /api/v1/openapi.yaml)");
+            count("(unmatched)", m.refusal.status);
+            return m;
         }
         for (std::size_t i = 0; i < matched.size(); ++i) {
-            const Route& r = *matched[i];
-            if (r.method != req.method) {
-                continue;
+            if (matched[i]->method == req.method) {
+                m.route = matched[i];
+                m.params = std::move(matched_params[i]);
+                return m;
             }
-            Caller caller;
-            HttpResponse response;
-            if (auto refused = authorize(req, r.access, caller)) {
-                response = std::move(*refused);
-            } else {
-                try {
-                    response = r.handler(req, caller, matched_params[i]);
-                } catch (const store::DatabaseError& e) {
-                    spdlog::error("http: {} {}: database: {}", req.method, req.path, e.what());
-                    response = problem(503, std::string("database unavailable: ") + e.what());
-                }
-            }
-            count(r.pattern, response.status);
-            return response;
         }
         std::string allow;
         for (const Route* r : matched) {
             allow += (allow.empty() ? "" : ", ") + r->method;
         }
-        HttpResponse r = problem(405, req.method + " is not allowed on " + req.path +
-                                          " (allowed: " + allow + ")");
-        r.headers.emplace_back("Allow", allow);
+        m.refusal = problem(405, req.method + " is not allowed on " + req.path + " (allowed: " +
+                                     allow + ")");
+        m.refusal.headers.emplace_back("Allow", allow);
         count(matched.front()->pattern, 405);
-        return r;
+        return m;
     }
 
     // --- helpers used by routes -------------------------------------------------------------
@@ -625,8 +819,13 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
     std::int64_t rejected = 0;
     std::vector<std::pair<std::string, double>> durations;
     std::vector<std::pair<std::int64_t, std::int64_t>> refused_by_status;
-    std::vector<std::pair<std::string, std::int64_t>> send_attempts;
-    std::vector<std::pair<std::string, std::int64_t>> send_failures;
+    struct PeerCount {
+        std::string peer;
+        std::string ae_title;
+        std::int64_t n = 0;
+    };
+    std::vector<PeerCount> send_attempts;
+    std::vector<PeerCount> send_failures;
     {
         auto db = ctx.pool.acquire();
         counts = store::ReceiveIndex(*db).counts();
@@ -650,16 +849,20 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
             durations.emplace_back(dur.column_text(0),
                                    static_cast<double>(dur.column_int64(1)) / 1000.0);
         }
-        auto sends = db->prepare("SELECT dest_ae, sum(send_attempts) FROM jobs "
-                                 "WHERE dest_ae != '' GROUP BY dest_ae ORDER BY dest_ae");
+        auto sends = db->prepare("SELECT destination, dest_ae, sum(send_attempts) FROM jobs "
+                                 "WHERE dest_ae != '' GROUP BY destination, dest_ae "
+                                 "ORDER BY destination, dest_ae");
         while (sends.step()) {
-            send_attempts.emplace_back(sends.column_text(0), sends.column_int64(1));
+            send_attempts.push_back(
+                {sends.column_text(0), sends.column_text(1), sends.column_int64(2)});
         }
-        auto fails = db->prepare("SELECT j.dest_ae, count(*) FROM job_events e JOIN jobs j ON "
-                                 "j.id = e.job_id WHERE e.event = 'send_failed' "
-                                 "GROUP BY j.dest_ae ORDER BY j.dest_ae");
+        auto fails = db->prepare("SELECT j.destination, j.dest_ae, count(*) FROM job_events e "
+                                 "JOIN jobs j ON j.id = e.job_id WHERE e.event = 'send_failed' "
+                                 "GROUP BY j.destination, j.dest_ae "
+                                 "ORDER BY j.destination, j.dest_ae");
         while (fails.step()) {
-            send_failures.emplace_back(fails.column_text(0), fails.column_int64(1));
+            send_failures.push_back(
+                {fails.column_text(0), fails.column_text(1), fails.column_int64(2)});
         }
     }
     const std::int64_t now = now_ms();
@@ -670,11 +873,13 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         << "\n";
     gauge("segnode_instances_received_total", "Instances stored (rows in the index)", "counter");
     out << "segnode_instances_received_total " << counts.instances << "\n";
-    gauge("segnode_instances_refused_total", "C-STOREs refused, by DIMSE status", "counter");
+    gauge("segnode_instances_refused_total", "C-STOREs refused, by DIMSE status and reason",
+          "counter");
     for (const auto& [status, n] : refused_by_status) {
         char hex[8];
         std::snprintf(hex, sizeof hex, "%04X", static_cast<unsigned>(status & 0xFFFF));
-        out << "segnode_instances_refused_total{status=\"0x" << hex << "\"} " << n << "\n";
+        out << "segnode_instances_refused_total{status=\"0x" << hex << "\",reason=\""
+            << refusal_reason(status) << "\"} " << n << "\n";
     }
     gauge("segnode_instances_quarantined_total", "Instances quarantined", "counter");
     out << "segnode_instances_quarantined_total " << counts.quarantined << "\n";
@@ -733,15 +938,19 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
                 << totals.first << "\n";
         }
     }
-    gauge("segnode_send_attempts_total", "C-STORE send attempts of jobs, per destination AE",
+    gauge("segnode_send_attempts_total",
+          "C-STORE send attempts of jobs, per destination (peer name or sender) and AE title",
           "counter");
-    for (const auto& [peer, n] : send_attempts) {
-        out << "segnode_send_attempts_total{peer=\"" << peer << "\"} " << n << "\n";
+    for (const PeerCount& c : send_attempts) {
+        out << "segnode_send_attempts_total{peer=\"" << label_value(c.peer) << "\",ae_title=\""
+            << label_value(c.ae_title) << "\"} " << c.n << "\n";
     }
-    gauge("segnode_send_failures_total", "Failed send attempts of jobs, per destination AE",
+    gauge("segnode_send_failures_total",
+          "Failed send attempts of jobs, per destination (peer name or sender) and AE title",
           "counter");
-    for (const auto& [peer, n] : send_failures) {
-        out << "segnode_send_failures_total{peer=\"" << peer << "\"} " << n << "\n";
+    for (const PeerCount& c : send_failures) {
+        out << "segnode_send_failures_total{peer=\"" << label_value(c.peer) << "\",ae_title=\""
+            << label_value(c.ae_title) << "\"} " << c.n << "\n";
     }
     gauge("segnode_disk_free_bytes", "Free space in the working directory", "gauge");
     out << "segnode_disk_free_bytes " << free_bytes(ctx.workdir.root()).value_or(0) << "\n";
@@ -878,7 +1087,9 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
     }
     ctx.wake_jobs();
     spdlog::info("http: {} (key '{}')", outcome.message, caller.key->name);
-    HttpResponse r = json_response(202, outcome.job ? job_json(*outcome.job) : json::object());
+    json accepted = outcome.job ? job_json(*outcome.job) : json::object();
+    accepted["message"] = outcome.message;
+    HttpResponse r = json_response(202, accepted);
     r.headers.emplace_back("Location", "/api/v1/jobs/" + std::to_string(outcome.job_id));
     return r;
 }
@@ -965,9 +1176,11 @@ void ApiHandler::Impl::add_routes() {
         return json_response(200, {{"status", "ok"}});
     });
     add("GET", "/readyz", Access::Public,
-        [this](const HttpRequest&, const Caller&, const Params&) { return readiness(); });
+        [this](const HttpRequest&, const Caller&, const Params&) { return readiness(); },
+        Runs::Worker);
     add("GET", "/metrics", Access::Metrics,
-        [this](const HttpRequest& req, const Caller&, const Params&) { return metrics(req); });
+        [this](const HttpRequest& req, const Caller&, const Params&) { return metrics(req); },
+        Runs::Worker);
     add("GET", "/api/v1/openapi.yaml", Access::Public,
         [](const HttpRequest&, const Caller&, const Params&) {
             HttpResponse r;
@@ -1022,7 +1235,11 @@ void ApiHandler::Impl::add_routes() {
             if (!algorithm) {
                 return problem(404, algorithm.error().message);
             }
-            return json_response(200, algorithm_json((*algorithm)->info(), true));
+            json body = algorithm_json((*algorithm)->info(), true);
+            if (const auto* ext = dynamic_cast<const pipeline::ExternalAlgorithm*>(*algorithm)) {
+                body["external"] = external_json(ext->config());
+            }
+            return json_response(200, body);
         });
     add("GET", "/api/v1/series", Access::Read,
         [this](const HttpRequest& req, const Caller&, const Params&) {
@@ -1035,13 +1252,8 @@ void ApiHandler::Impl::add_routes() {
             }
             std::optional<store::SeriesState> state;
             if (const auto it = req.query.find("state"); it != req.query.end()) {
-                if (it->second == "receiving") {
-                    state = store::SeriesState::Receiving;
-                } else if (it->second == "complete") {
-                    state = store::SeriesState::Complete;
-                } else if (it->second == "routed") {
-                    state = store::SeriesState::Routed;
-                } else {
+                state = store::parse_series_state(it->second);
+                if (!state) {
                     return problem(400, "query parameter 'state': '" + it->second +
                                             "' is not a series state (receiving, complete, "
                                             "routed)");
@@ -1063,18 +1275,28 @@ void ApiHandler::Impl::add_routes() {
                 return problem(404, "no series " + p[0]);
             }
             json body = series_json(*s);
+            store::ReceiveIndex index(*db);
+            body["taken"] = pipeline::describe_series_taken(ctx.config, index, s->id);
+            const RuleConfig* rule = pipeline::first_match(ctx.config, *s);
+            body["routing"] = rule != nullptr ? json{{"rule", rule->name},
+                                                      {"algorithm", rule->algorithm}}
+                                              : json(nullptr);
             json jobs_list = json::array();
             for (const store::JobRow& j : store::JobRepo(*db).for_series(s->id)) {
                 if (caller.sees_all_jobs() || j.spec.owner_key_id == caller.key->id) {
                     jobs_list.push_back({{"id", j.id},
                                          {"href", "/api/v1/jobs/" + std::to_string(j.id)},
                                          {"state", store::to_string(j.state)},
-                                         {"algorithm", j.spec.algorithm}});
+                                         {"algorithm", j.spec.algorithm},
+                                         {"outputs", outputs_list(j.spec.outputs)},
+                                         {"destination", j.spec.destination},
+                                         {"error", j.error}});
                 }
             }
             body["jobs"] = jobs_list;
             return json_response(200, body);
-        });
+        },
+        Runs::Worker); // reads the instances' headers
     add("POST", "/api/v1/series/{uid}/complete", Access::Submit,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             std::optional<store::SeriesRow> series;
@@ -1097,11 +1319,13 @@ void ApiHandler::Impl::add_routes() {
                          caller.key->name);
             ctx.wake_jobs(); // routing takes it at once
             return json_response(200, series_json(*series));
-        });
+        },
+        Runs::Worker);
     add("POST", "/api/v1/jobs", Access::Submit,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             return submit_job(req, caller);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/jobs", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             if (auto bad = check_query(req, {"state", "algorithm", "limit", "cursor"})) {
@@ -1133,7 +1357,20 @@ void ApiHandler::Impl::add_routes() {
                 auto db = ctx.pool.acquire();
                 rows = store::JobRepo(*db).list(filter);
             }
-            return json_response(200, page_json(rows, page.limit, job_json));
+            // Written as text, not as a JSON tree: this is the hot listing.
+            HttpResponse r;
+            const auto shown = std::min(rows.size(), static_cast<std::size_t>(page.limit));
+            r.body.reserve(shown * 700 + 64);
+            r.body = "{\"items\":[";
+            for (std::size_t i = 0; i < shown; ++i) {
+                r.body += i == 0 ? "" : ",";
+                append_job_json(r.body, rows[i]);
+            }
+            r.body += "],\"next_cursor\":";
+            r.body += rows.size() > shown ? "\"" + std::to_string(rows[shown - 1].id) + "\""
+                                          : std::string("null");
+            r.body += "}\n";
+            return r;
         });
     add("GET", "/api/v1/jobs/{id}", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
@@ -1186,7 +1423,8 @@ void ApiHandler::Impl::add_routes() {
                     spdlog::info("http: {} (key '{}')", outcome.message, caller.key->name);
                 }
                 return job_outcome(outcome);
-            });
+            },
+            Runs::Worker);
     }
     add("GET", "/api/v1/jobs/{id}/outputs", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
@@ -1218,11 +1456,13 @@ void ApiHandler::Impl::add_routes() {
     add("GET", "/api/v1/jobs/{id}/outputs/{name}", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, false);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/jobs/{id}/log", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, true);
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/peers", Access::Read,
         [this](const HttpRequest&, const Caller&, const Params&) {
             json items = json::array();
@@ -1253,7 +1493,8 @@ void ApiHandler::Impl::add_routes() {
                                        {"calling_ae", ctx.config.node.ae_title},
                                        {"round_trip_ms", result->round_trip.count()},
                                        {"total_ms", result->total.count()}});
-        });
+        },
+        Runs::Worker);
     add("GET", "/api/v1/keys", Access::Admin,
         [this](const HttpRequest&, const Caller&, const Params&) {
             std::vector<store::ApiKeyRow> rows;
@@ -1324,7 +1565,8 @@ void ApiHandler::Impl::add_routes() {
                       {"note", "the key is shown only now; store it safely"}});
             r.headers.emplace_back("Location", "/api/v1/keys/" + name);
             return r;
-        });
+        },
+        Runs::Worker);
     add("DELETE", "/api/v1/keys/{name}", Access::Admin,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             Status st;
@@ -1346,15 +1588,26 @@ void ApiHandler::Impl::add_routes() {
             }
             spdlog::info("http: API key '{}' revoked by key '{}'", p[0], caller.key->name);
             return json_response(200, {{"name", p[0]}, {"revoked", true}});
-        });
+        },
+        Runs::Worker);
 }
 
 ApiHandler::ApiHandler(const pipeline::ServiceContext& context)
     : m_impl(std::make_unique<Impl>(*this, context)) {}
 
-ApiHandler::~ApiHandler() = default;
+ApiHandler::~ApiHandler() { stop(); }
 
 HttpResponse ApiHandler::handle(const HttpRequest& request) { return m_impl->handle(request); }
+
+void ApiHandler::handle_async(HttpRequest request, std::function<void(HttpResponse)> done) {
+    m_impl->handle_async(std::move(request), std::move(done));
+}
+
+void ApiHandler::stop() {
+    if (!m_impl->stopped.exchange(true)) {
+        m_impl->workers.join();
+    }
+}
 
 void ApiHandler::count_response(const std::string& route, int status) {
     m_impl->count(route, status);

@@ -2,6 +2,7 @@
 // writing responses. Everything else sees HttpRequest/HttpResponse (http_types.hpp).
 #include "segnode/api/http_server.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
@@ -181,7 +182,7 @@ private:
     }
 
     void handle() {
-        const auto& req = m_parser->get();
+        auto& req = m_parser->get();
         HttpRequest request;
         request.method = std::string(req.method_string());
         split_target(std::string(req.target()), request.path, request.query);
@@ -192,18 +193,27 @@ private:
             }
             request.headers[name] = std::string(field.value());
         }
-        request.body = req.body();
+        request.body = std::move(req.body());
         request.peer_address = m_peer;
         request.peer_loopback = m_loopback;
-        HttpResponse response;
+        const bool keep_alive = req.keep_alive();
+        const unsigned version = req.version();
+        const std::string method = request.method;
+        const std::string path = request.path;
+        // Routes that may wait answer later from the handler's worker threads: the response
+        // is written back on this connection's strand, so the I/O threads never wait.
+        auto done = [self = shared_from_this(), keep_alive, version](HttpResponse response) {
+            asio::dispatch(self->lowest().get_executor(),
+                           [self, response = std::move(response), keep_alive, version]() mutable {
+                               self->write(std::move(response), keep_alive, version);
+                           });
+        };
         try {
-            response = m_shared.handler.handle(request);
+            m_shared.handler.handle_async(std::move(request), done);
         } catch (const std::exception& e) {
-            spdlog::error("http: {} {}: internal error: {}", request.method, request.path,
-                          e.what());
-            response = problem(500, "internal error; see the node's log");
+            spdlog::error("http: {} {}: internal error: {}", method, path, e.what());
+            done(problem(500, "internal error; see the node's log"));
         }
-        write(std::move(response), req.keep_alive(), req.version());
     }
 
     void refuse(int status, const std::string& detail, const std::string& route) {
@@ -435,6 +445,7 @@ void HttpService::stop() {
         t.join();
     }
     m_impl->threads.clear();
+    m_impl->handler->stop(); // offloaded requests finish; their answers go nowhere now
     spdlog::info("HTTP API stopped");
 }
 

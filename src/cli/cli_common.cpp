@@ -22,7 +22,8 @@ void add_global_options(CLI::App& app, GlobalOptions& o) {
     app.add_option("--log-level", o.overrides.log_level,
                    "Override log.level (trace, debug, info, warn, error, critical, off)");
     app.add_option("--server", o.server,
-                   "job commands: act on the node at this URL over its HTTP API "
+                   "job, series, algorithm, key and peer commands: act on the node at this URL "
+                   "over its HTTP API "
                    "(http[s]://host:port; default: $SEGNODE_SERVER)")
         ->envname("SEGNODE_SERVER");
     app.add_option("--key-file", o.key_file,

@@ -81,12 +81,11 @@ std::string pad(std::string text, std::size_t width) {
     return text;
 }
 
-void print_list(const algorithms::Registry& registry) {
+void print_list(const std::vector<algorithms::AlgorithmInfo>& infos) {
     std::size_t name_w = 4; // "NAME"
     std::size_t version_w = 7;
     std::size_t segments_w = 8;
-    for (const auto& algorithm : registry.algorithms()) {
-        const auto& info = algorithm->info();
+    for (const auto& info : infos) {
         name_w = std::max(name_w, info.name.size());
         version_w = std::max(version_w, info.version.size());
         segments_w = std::max(segments_w, segment_names(info).size());
@@ -94,8 +93,7 @@ void print_list(const algorithms::Registry& registry) {
     const std::size_t description_column = name_w + version_w + segments_w + 6;
     std::cout << pad("NAME", name_w) << "  " << pad("VERSION", version_w) << "  "
               << pad("SEGMENTS", segments_w) << "  DESCRIPTION\n";
-    for (const auto& algorithm : registry.algorithms()) {
-        const auto& info = algorithm->info();
+    for (const auto& info : infos) {
         std::cout << pad(info.name, name_w) << "  " << pad(info.version, version_w) << "  "
                   << pad(segment_names(info), segments_w) << "  "
                   << wrap(info.description, description_column, description_column) << "\n";
@@ -165,6 +163,112 @@ void print_external(const ExternalAlgorithmConfig& c) {
               << "  max_parallel  " << c.max_parallel << "\n";
 }
 
+// --- the same, from a remote node's HTTP API (--server) -------------------------------------
+
+std::string text(const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+algorithms::CodedConcept code_from_json(const nlohmann::json& j) {
+    return {text(j["value"]), text(j["scheme"]), text(j["meaning"])};
+}
+
+/// GET /api/v1/algorithms/{name} back into the AlgorithmInfo the local commands print.
+algorithms::AlgorithmInfo info_from_json(const nlohmann::json& j) {
+    algorithms::AlgorithmInfo info;
+    info.name = text(j["name"]);
+    info.version = text(j["version"]);
+    info.description = text(j["description"]);
+    for (const auto& s : j["settings"]) {
+        algorithms::SettingSpec spec;
+        spec.key = text(s["key"]);
+        for (const auto type : {algorithms::SettingType::Bool, algorithms::SettingType::Int,
+                                algorithms::SettingType::Double, algorithms::SettingType::String,
+                                algorithms::SettingType::Enum}) {
+            spec.type = algorithms::to_string(type) == text(s["type"]) ? type : spec.type;
+        }
+        const auto& d = s["default"];
+        if (d.is_boolean()) {
+            spec.default_value = d.get<bool>();
+        } else if (d.is_number_integer() && spec.type != algorithms::SettingType::Double) {
+            spec.default_value = d.get<std::int64_t>();
+        } else if (d.is_number()) {
+            spec.default_value = d.get<double>();
+        } else {
+            spec.default_value = text(d);
+        }
+        if (s.contains("minimum")) {
+            spec.minimum = s["minimum"].get<double>();
+        }
+        if (s.contains("maximum")) {
+            spec.maximum = s["maximum"].get<double>();
+        }
+        if (s.contains("allowed")) {
+            spec.allowed = s["allowed"].get<std::vector<std::string>>();
+        }
+        spec.help = text(s["help"]);
+        info.settings.push_back(std::move(spec));
+    }
+    for (const auto& g : j["segments"]) {
+        SegmentInfo segment;
+        segment.label = g["label"].get<std::uint8_t>();
+        segment.name = text(g["name"]);
+        segment.category = code_from_json(g["category"]);
+        segment.type = code_from_json(g["type"]);
+        segment.rgb = g["rgb"].get<std::array<std::uint8_t, 3>>();
+        info.segments.push_back(std::move(segment));
+    }
+    return info;
+}
+
+ExternalAlgorithmConfig external_from_json(const nlohmann::json& j) {
+    ExternalAlgorithmConfig c;
+    c.where = text(j["where"]);
+    c.command = j["command"].get<std::vector<std::string>>();
+    c.layout = text(j["layout"]);
+    c.input_format = text(j["input_format"]);
+    c.output_kind = text(j["output_kind"]);
+    c.output = text(j["output"]);
+    c.timeout_s = j["timeout_s"].get<unsigned>();
+    c.memory_mb = j["memory_mb"].get<unsigned>();
+    c.max_parallel = j["max_parallel"].get<unsigned>();
+    return c;
+}
+
+std::optional<nlohmann::json> remote_algorithm(const Remote& remote, const std::string& name,
+                                               const char* command, int& exit_code) {
+    return remote_json(remote, "GET", "/api/v1/algorithms/" + name, {}, command, exit_code);
+}
+
+void remote_list(const Remote& remote, int& exit_code) {
+    const auto listed = remote_json(remote, "GET", "/api/v1/algorithms", {}, "algorithm list",
+                                    exit_code);
+    if (!listed) {
+        return;
+    }
+    std::vector<algorithms::AlgorithmInfo> infos;
+    for (const auto& item : (*listed)["items"]) {
+        const auto detail = remote_algorithm(remote, text(item["name"]), "algorithm list",
+                                             exit_code);
+        if (!detail) {
+            return;
+        }
+        infos.push_back(info_from_json(*detail));
+    }
+    print_list(infos);
+}
+
+void remote_show(const Remote& remote, const std::string& name, int& exit_code) {
+    const auto detail = remote_algorithm(remote, name, "algorithm show", exit_code);
+    if (!detail) {
+        return;
+    }
+    print_algorithm(info_from_json(*detail));
+    if (detail->contains("external")) {
+        print_external(external_from_json((*detail)["external"]));
+    }
+}
+
 } // namespace
 
 void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
@@ -173,13 +277,22 @@ void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code
 
     auto* list = cmd->add_subcommand("list", "Name, version, segments and description of each");
     list->callback([&options, &exit_code] {
-        const auto config = resolve_config(options);
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_list(*remote, exit_code);
+            return;
+        }
+        const auto config = failed ? std::nullopt : resolve_config(options);
         const auto registry = config ? resolve_registry(*config) : std::nullopt;
         if (!registry) {
             exit_code = 2;
             return;
         }
-        print_list(*registry);
+        std::vector<algorithms::AlgorithmInfo> infos;
+        for (const auto& algorithm : registry->algorithms()) {
+            infos.push_back(algorithm->info());
+        }
+        print_list(infos);
     });
 
     auto* show = cmd->add_subcommand(
@@ -187,7 +300,12 @@ void add_algorithm_command(CLI::App& app, GlobalOptions& options, int& exit_code
     auto name = std::make_shared<std::string>();
     show->add_option("NAME", *name, "Algorithm name (see 'segnode algorithm list')")->required();
     show->callback([&options, &exit_code, name] {
-        const auto config = resolve_config(options);
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_show(*remote, *name, exit_code);
+            return;
+        }
+        const auto config = failed ? std::nullopt : resolve_config(options);
         const auto registry = config ? resolve_registry(*config) : std::nullopt;
         if (!registry) {
             exit_code = 2;

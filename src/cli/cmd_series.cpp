@@ -2,12 +2,13 @@
 #include "cli_common.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/clock.hpp"
-#include "segnode/dicom/series_loader.hpp"
 #include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/routing.hpp"
+#include "segnode/pipeline/series_taken.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -23,32 +24,177 @@ struct RunOptions {
     std::string outputs = "both";
 };
 
-/// How the stored instances would be taken by the loader (headers only, nothing decoded):
-/// transfer syntaxes and decoders, or why the series cannot be loaded.
-void print_how_taken(const Config& config, store::ReceiveIndex& index, std::int64_t series_id) {
-    std::vector<std::filesystem::path> files;
-    for (const std::string& rel : index.series_files(series_id)) {
-        files.push_back(config.node.workdir / rel);
+constexpr const char* k_list_format = "%-64s %-9s %-4s %6s %-12s %-25s %s\n";
+constexpr const char* k_list_row_format = "%-64s %-9s %-4s %6lld %-12s %-25s %s\n";
+
+void print_list_header() {
+    std::printf(k_list_format, "SERIES UID", "STATE", "MOD", "COUNT", "FROM", "LAST RECEIVED",
+                "DESCRIPTION");
+}
+
+/// The fields `series show` prints, from the database or from GET /api/v1/series/{uid}.
+struct ShownSeries {
+    store::SeriesRow row; ///< the times below instead of the row's
+    std::string first_received, last_received, completed;
+    std::vector<std::string> taken; ///< how the loader takes it (pipeline::describe_series_taken)
+    std::string routing; ///< "rule NAME (ALGORITHM)" or "no rule matches"
+    struct Job {
+        std::int64_t id = 0;
+        std::string state, algorithm, outputs, destination, error;
+    };
+    std::vector<Job> jobs;
+};
+
+void print_series(const ShownSeries& shown) {
+    const store::SeriesRow& s = shown.row;
+    std::cout << "series " << s.attrs.series_uid << "\n"
+              << "  state:        " << to_string(s.state) << "\n"
+              << "  patient:      " << s.attrs.patient_name << " (" << s.attrs.patient_id << ")\n"
+              << "  study:        " << s.attrs.study_uid << " " << s.attrs.study_date
+              << " accession " << s.attrs.accession_number << "\n"
+              << "  modality:     " << s.attrs.modality << ", body part '" << s.attrs.body_part
+              << "', number " << s.attrs.series_number << "\n"
+              << "  description:  " << s.attrs.description << "\n"
+              << "  from:         " << s.calling_ae << " at " << s.peer_address << " to "
+              << s.called_ae << "\n"
+              << "  instances:    " << s.instance_count << " (late " << s.late_instances << ")\n"
+              << "  received:     " << shown.first_received << " .. " << shown.last_received
+              << "\n"
+              << "  completed:    " << shown.completed << "\n";
+    for (std::size_t i = 0; i < shown.taken.size(); ++i) {
+        std::cout << (i == 0 ? "  taken:        " : "                ") << shown.taken[i] << "\n";
     }
-    if (files.empty()) {
-        std::cout << "  taken:        - (no stored instances)\n";
+    std::cout << "  routing:      " << shown.routing << "\n";
+    std::cout << "jobs:" << (shown.jobs.empty() ? " none" : "") << "\n";
+    for (const ShownSeries::Job& j : shown.jobs) {
+        std::cout << "  " << j.id << "  " << j.state << "  " << j.algorithm << "  " << j.outputs
+                  << " -> " << j.destination << (j.error.empty() ? "" : "  " + j.error) << "\n";
+    }
+}
+
+std::string routing_text(const RuleConfig* rule) {
+    return rule != nullptr ? "rule " + rule->name + " (" + rule->algorithm + ")"
+                           : std::string("no rule matches");
+}
+
+// --- the same, from a remote node's HTTP API (--server) -------------------------------------
+
+std::string text(const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+store::SeriesRow series_from_json(const nlohmann::json& j) {
+    store::SeriesRow s;
+    s.attrs.series_uid = text(j["uid"]);
+    s.state = store::parse_series_state(text(j["state"])).value_or(store::SeriesState::Receiving);
+    s.attrs.study_uid = text(j["study_uid"]);
+    s.attrs.patient_id = text(j["patient_id"]);
+    s.attrs.patient_name = text(j["patient_name"]);
+    s.attrs.study_date = text(j["study_date"]);
+    s.attrs.accession_number = text(j["accession_number"]);
+    s.attrs.modality = text(j["modality"]);
+    s.attrs.series_number = text(j["series_number"]);
+    s.attrs.description = text(j["description"]);
+    s.attrs.body_part = text(j["body_part"]);
+    s.calling_ae = text(j["calling_ae"]);
+    s.called_ae = text(j["called_ae"]);
+    s.peer_address = text(j["peer_address"]);
+    s.instance_count = j["instance_count"].get<std::int64_t>();
+    s.late_instances = j["late_instances"].get<std::int64_t>();
+    return s;
+}
+
+void remote_list(const Remote& remote, const std::string& state, std::int64_t limit,
+                 int& exit_code) {
+    print_list_header();
+    std::string cursor;
+    std::int64_t printed = 0;
+    while (printed < limit) {
+        const std::int64_t page = std::min<std::int64_t>(1000, limit - printed);
+        std::string target = "/api/v1/series?limit=" + std::to_string(page);
+        target += state.empty() ? "" : "&state=" + state;
+        target += cursor.empty() ? "" : "&cursor=" + cursor;
+        const auto body = remote_json(remote, "GET", target, {}, "series list", exit_code);
+        if (!body) {
+            return;
+        }
+        for (const auto& item : (*body)["items"]) {
+            const store::SeriesRow s = series_from_json(item);
+            std::printf(k_list_row_format, s.attrs.series_uid.c_str(), to_string(s.state).c_str(),
+                        s.attrs.modality.c_str(), static_cast<long long>(s.instance_count),
+                        s.calling_ae.c_str(), text(item["last_received_at"]).c_str(),
+                        s.attrs.description.c_str());
+            ++printed;
+        }
+        if (!(*body)["next_cursor"].is_string()) {
+            return;
+        }
+        cursor = (*body)["next_cursor"].get<std::string>();
+    }
+}
+
+void remote_show(const Remote& remote, const std::string& uid, int& exit_code) {
+    const auto body = remote_json(remote, "GET", "/api/v1/series/" + uid, {}, "series show",
+                                  exit_code);
+    if (!body) {
         return;
     }
-    dicom::LoadOptions options;
-    options.headers_only = true;
-    const auto loaded = dicom::load_series(files, options);
-    if (!loaded) {
-        std::cout << "  taken:        cannot be loaded: " << loaded.error().message << "\n";
+    ShownSeries shown;
+    shown.row = series_from_json(*body);
+    shown.first_received = text((*body)["first_received_at"]);
+    shown.last_received = text((*body)["last_received_at"]);
+    shown.completed = (*body)["completed_at"].is_string() ? text((*body)["completed_at"]) : "-";
+    for (const auto& line : (*body)["taken"]) {
+        shown.taken.push_back(text(line));
+    }
+    const auto& routing = (*body)["routing"];
+    shown.routing = routing.is_object()
+                        ? "rule " + text(routing["rule"]) + " (" + text(routing["algorithm"]) + ")"
+                        : std::string("no rule matches");
+    for (const auto& j : (*body)["jobs"]) {
+        std::string outputs;
+        for (const auto& o : j["outputs"]) {
+            outputs += (outputs.empty() ? "" : ",") + text(o);
+        }
+        shown.jobs.push_back({j["id"].get<std::int64_t>(), text(j["state"]), text(j["algorithm"]),
+                              outputs, text(j["destination"]), text(j["error"])});
+    }
+    print_series(shown);
+}
+
+/// POST /api/v1/jobs; exit status as the local command's: 1 for a missing or empty series,
+/// 2 for a request the node refuses (algorithm, settings, outputs, destination).
+void remote_run(const Remote& remote, const RunOptions& ro,
+                const algorithms::RawSettings& settings,
+                const std::vector<OutputKind>& outputs, int& exit_code) {
+    nlohmann::json request = {{"series_uid", ro.uid},
+                              {"algorithm", ro.algorithm},
+                              {"settings", nlohmann::json::object()},
+                              {"outputs", nlohmann::json::array()},
+                              {"destination", ro.to}};
+    for (const auto& [k, v] : settings) {
+        request["settings"][k] = v;
+    }
+    for (const OutputKind kind : outputs) {
+        request["outputs"].push_back(std::string(to_string(kind)));
+    }
+    auto res = api::http_request(remote.url, "POST", "/api/v1/jobs", remote.key, request.dump(),
+                                 remote.ca_file);
+    if (!res) {
+        std::cerr << "series run: " << res.error().message << "\n";
+        exit_code = 1;
         return;
     }
-    const auto& d = loaded->volume.geometry.dims;
-    std::cout << "  taken:        " << d[0] << " x " << d[1] << " x " << d[2] << " voxels\n";
-    for (const std::string& line : loaded->how_taken) {
-        std::cout << "                " << line << "\n";
+    const auto body = nlohmann::json::parse(res->body, nullptr, false);
+    const bool object = !body.is_discarded() && body.is_object();
+    if (res->status == 202 && object) {
+        std::cout << text(body["message"]) << "\n";
+        return;
     }
-    for (const std::string& line : loaded->warnings) {
-        std::cout << "                warning: " << line << "\n";
-    }
+    const std::string detail = object && body.contains("detail") ? text(body["detail"])
+                                                                 : "HTTP " + std::to_string(res->status);
+    std::cerr << "series run: " << detail << "\n";
+    exit_code = res->status == 404 || res->status == 409 || res->status >= 500 ? 1 : 2;
 }
 
 } // namespace
@@ -65,22 +211,25 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->add_option("--limit", *limit, "At most this many (default 50)")
         ->check(CLI::Range(1, 100000));
     list->callback([&options, &exit_code, state, limit] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_list(*remote, *state, *limit, exit_code);
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(options, exit_code, "series list", [&](const Config&, store::Database& db) {
-            std::optional<store::SeriesState> filter;
-            if (*state == "receiving") {
-                filter = store::SeriesState::Receiving;
-            } else if (*state == "complete") {
-                filter = store::SeriesState::Complete;
-            } else if (*state == "routed") {
-                filter = store::SeriesState::Routed;
-            }
-            std::printf("%-64s %-9s %-4s %6s %-12s %-25s %s\n", "SERIES UID", "STATE", "MOD",
-                        "COUNT", "FROM", "LAST RECEIVED", "DESCRIPTION");
-            for (const auto& s : store::ReceiveIndex(db).list_series(filter, *limit)) {
-                std::printf("%-64s %-9s %-4s %6lld %-12s %-25s %s\n", s.attrs.series_uid.c_str(),
+            const auto filter = state->empty() ? std::nullopt : store::parse_series_state(*state);
+            print_list_header();
+            for (const auto& s :
+                 store::ReceiveIndex(db).list_series_page(filter, std::nullopt, *limit)) {
+                std::printf(k_list_row_format, s.attrs.series_uid.c_str(),
                             to_string(s.state).c_str(), s.attrs.modality.c_str(),
                             static_cast<long long>(s.instance_count), s.calling_ae.c_str(),
-                            format_utc_ms(s.last_received_at).c_str(), s.attrs.description.c_str());
+                            format_utc_ms(s.last_received_at).c_str(),
+                            s.attrs.description.c_str());
             }
         });
     });
@@ -89,6 +238,15 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     auto show_uid = std::make_shared<std::string>();
     show->add_option("UID", *show_uid, "Series Instance UID")->required();
     show->callback([&options, &exit_code, show_uid] {
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_show(*remote, *show_uid, exit_code);
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
         with_database(
             options, exit_code, "series show", [&](const Config& config, store::Database& db) {
                 store::ReceiveIndex index(db);
@@ -98,39 +256,18 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                     exit_code = 1;
                     return;
                 }
-                std::cout << "series " << s->attrs.series_uid << "\n"
-                          << "  state:        " << to_string(s->state) << "\n"
-                          << "  patient:      " << s->attrs.patient_name << " ("
-                          << s->attrs.patient_id << ")\n"
-                          << "  study:        " << s->attrs.study_uid << " " << s->attrs.study_date
-                          << " accession " << s->attrs.accession_number << "\n"
-                          << "  modality:     " << s->attrs.modality << ", body part '"
-                          << s->attrs.body_part << "', number " << s->attrs.series_number << "\n"
-                          << "  description:  " << s->attrs.description << "\n"
-                          << "  from:         " << s->calling_ae << " at " << s->peer_address
-                          << " to " << s->called_ae << "\n"
-                          << "  instances:    " << s->instance_count << " (late "
-                          << s->late_instances << ")\n"
-                          << "  received:     " << format_utc_ms(s->first_received_at) << " .. "
-                          << format_utc_ms(s->last_received_at) << "\n"
-                          << "  completed:    "
-                          << (s->completed_at ? format_utc_ms(*s->completed_at) : std::string("-"))
-                          << "\n";
-                print_how_taken(config, index, s->id);
-                const auto matched = pipeline::first_match(config, *s);
-                std::cout << "  routing:      "
-                          << (matched != nullptr
-                                  ? "rule " + matched->name + " (" + matched->algorithm + ")"
-                                  : std::string("no rule matches"))
-                          << "\n";
-                const auto jobs = store::JobRepo(db).for_series(s->id);
-                std::cout << "jobs:" << (jobs.empty() ? " none" : "") << "\n";
-                for (const store::JobRow& j : jobs) {
-                    std::cout << "  " << j.id << "  " << to_string(j.state) << "  "
-                              << j.spec.algorithm << "  " << j.spec.outputs << " -> "
-                              << j.spec.destination << (j.error.empty() ? "" : "  " + j.error)
-                              << "\n";
+                ShownSeries shown{*s,
+                                  format_utc_ms(s->first_received_at),
+                                  format_utc_ms(s->last_received_at),
+                                  s->completed_at ? format_utc_ms(*s->completed_at) : "-",
+                                  pipeline::describe_series_taken(config, index, s->id),
+                                  routing_text(pipeline::first_match(config, *s)),
+                                  {}};
+                for (const store::JobRow& j : store::JobRepo(db).for_series(s->id)) {
+                    shown.jobs.push_back({j.id, to_string(j.state), j.spec.algorithm,
+                                          j.spec.outputs, j.spec.destination, j.error});
                 }
+                print_series(shown);
             });
     });
 
@@ -143,17 +280,6 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     run->add_option("--to", ro->to, "Destination peer name, 'sender' (default) or 'none' (keep the results on the node)");
     run->add_option("--outputs", ro->outputs, "seg, rtstruct or both (default both)");
     run->callback([&options, &exit_code, ro] {
-        auto config = resolve_config(options);
-        if (!config) {
-            exit_code = 2;
-            return;
-        }
-        const auto made = resolve_registry(*config);
-        if (!made) {
-            exit_code = 2;
-            return;
-        }
-        const algorithms::Registry& registry = *made;
         auto raw = algorithms::parse_assignments(ro->assignments);
         if (!raw) {
             std::cerr << "series run: --set: " << raw.error().message << "\n";
@@ -166,6 +292,26 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
+        bool failed = false;
+        if (const auto remote = resolve_remote(options, failed)) {
+            remote_run(*remote, *ro, *raw, *outputs, exit_code);
+            return;
+        }
+        if (failed) {
+            exit_code = 2;
+            return;
+        }
+        auto config = resolve_config(options);
+        if (!config) {
+            exit_code = 2;
+            return;
+        }
+        const auto made = resolve_registry(*config);
+        if (!made) {
+            exit_code = 2;
+            return;
+        }
+        const algorithms::Registry& registry = *made;
         auto db = open_database(*config, false);
         if (!db) {
             exit_code = 1;

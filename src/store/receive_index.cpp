@@ -4,13 +4,7 @@ namespace segnode::store {
 namespace {
 
 SeriesState parse_state(const std::string& s) {
-    if (s == "complete") {
-        return SeriesState::Complete;
-    }
-    if (s == "routed") {
-        return SeriesState::Routed;
-    }
-    return SeriesState::Receiving;
+    return parse_series_state(s).value_or(SeriesState::Receiving);
 }
 
 constexpr const char* k_series_columns =
@@ -57,6 +51,16 @@ std::int64_t count(Database& db, const char* sql) {
 }
 
 } // namespace
+
+std::optional<SeriesState> parse_series_state(const std::string& text) {
+    for (const SeriesState state :
+         {SeriesState::Receiving, SeriesState::Complete, SeriesState::Routed}) {
+        if (text == to_string(state)) {
+            return state;
+        }
+    }
+    return std::nullopt;
+}
 
 std::string to_string(SeriesState state) {
     switch (state) {
@@ -324,26 +328,6 @@ std::optional<SeriesRow> ReceiveIndex::find_series(std::int64_t id) {
         return std::nullopt;
     }
     return read_series(st);
-}
-
-std::vector<SeriesRow> ReceiveIndex::list_series(std::optional<SeriesState> state,
-                                                 std::int64_t limit) {
-    std::string sql = std::string("SELECT ") + k_series_columns + " FROM series";
-    if (state) {
-        sql += " WHERE state = ?";
-    }
-    sql += " ORDER BY last_received_at DESC, id DESC LIMIT ?";
-    auto st = m_db.prepare(sql);
-    int index = 1;
-    if (state) {
-        st.bind(index++, to_string(*state));
-    }
-    st.bind(index, limit);
-    std::vector<SeriesRow> rows;
-    while (st.step()) {
-        rows.push_back(read_series(st));
-    }
-    return rows;
 }
 
 std::vector<SeriesRow> ReceiveIndex::list_series_page(std::optional<SeriesState> state,

@@ -769,8 +769,8 @@ class BadInputAndLimits(HttpTestCase):
         refused = node.scalar("SELECT count(*) FROM receive_events WHERE kind = 'refused'")
         self.assertGreaterEqual(refused, 1)
         text = self.call("GET", "/metrics").text
-        self.assertEqual(metric(text, "segnode_instances_refused_total", {"status": "0xA700"}),
-                         refused)
+        self.assertEqual(metric(text, "segnode_instances_refused_total",
+                                {"status": "0xA700", "reason": "out_of_resources"}), refused)
         self.assertEqual(metric(text, "segnode_instances_received_total"), 0)
 
     def test_port_in_use_stops_start_up(self):

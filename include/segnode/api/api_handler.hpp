@@ -1,9 +1,13 @@
 #pragma once
 // The HTTP API's routes, authentication and metrics, in plain C++ over HttpRequest and
-// HttpResponse (docs/api.md). One ApiHandler serves every connection; handle() is
-// thread-safe and may block on the database for as long as one short query or write takes.
+// HttpResponse (docs/api.md). One ApiHandler serves every connection and is thread-safe.
+// The server calls handle_async() from its I/O threads: routes that only read the database
+// answer there at once; routes that may wait (database writes behind the node's writer lock,
+// files read from disk, a C-ECHO to a peer) run on the handler's own worker threads and
+// complete later, so the I/O threads never wait on them.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,7 +30,16 @@ public:
     ApiHandler(const ApiHandler&) = delete;
     ApiHandler& operator=(const ApiHandler&) = delete;
 
+    /// Answers a request on the calling thread, whatever the route (tests, tools).
     HttpResponse handle(const HttpRequest& request);
+
+    /// Answers a request: `done` is called exactly once, on the calling thread for routes that
+    /// answer at once, else on a worker thread of this handler.
+    void handle_async(HttpRequest request, std::function<void(HttpResponse)> done);
+
+    /// Waits for the work handed to the worker threads and stops them; later offloaded
+    /// requests are answered 503. Called by the server after its I/O threads stopped.
+    void stop();
 
     /// Counted by the server for /metrics: connections refused over http.max_connections,
     /// clients cut off for not sending their headers in time.

@@ -51,6 +51,8 @@ struct StoredInstance {
 
 enum class SeriesState { Receiving, Complete, Routed };
 std::string to_string(SeriesState state);
+/// "receiving", "complete", "routed"; std::nullopt for anything else.
+std::optional<SeriesState> parse_series_state(const std::string& text);
 
 struct SeriesRow {
     std::int64_t id = 0;
@@ -135,8 +137,6 @@ public:
 
     std::optional<SeriesRow> find_series(const std::string& series_uid);
     std::optional<SeriesRow> find_series(std::int64_t id);
-    /// Newest (last received) first; `state` empty: all.
-    std::vector<SeriesRow> list_series(std::optional<SeriesState> state, std::int64_t limit);
     /// A page of series, newest first by id, below `before_id` when given (HTTP API paging).
     std::vector<SeriesRow> list_series_page(std::optional<SeriesState> state,
                                             std::optional<std::int64_t> before_id,
