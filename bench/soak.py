@@ -152,12 +152,13 @@ class Soak:
             self.stop.set()
             for t in threads:
                 t.join(timeout=120)
-        # Drain: every sent series gets its job done.
+        # Drain: every sent series is routed (its job made) and every job has ended.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
+            unrouted = self.node.scalar("SELECT count(*) FROM series WHERE state != 'routed'")
             pending = self.node.scalar(
                 "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running', 'sending')")
-            if pending == 0:
+            if unrouted == 0 and pending == 0:
                 break
             time.sleep(0.5)
         self.sample(t0)
