@@ -141,6 +141,8 @@ class RemoteCli(SegnodeTestCase):
             self.assertEqual(local.returncode, 0, local.stderr)
         shown = node.cli("series", "show", first["series_uid"]).stdout
         self.assertIn("routing:      rule ct-body (body)", shown)
+        # How the loader takes it (headers only), the same through the API.
+        self.assertRegex(shown, r"  taken:        \d+ x \d+ x \d+ voxels\n")
         self.assertIn(f"  {job_id}  done  threshold  seg -> none", shown)
         self.assertIn("no rule matches", node.cli("series", "show", second["series_uid"]).stdout)
         self.assertEqual(len(node.cli("series", "list").stdout.splitlines()), 3)
