@@ -19,6 +19,14 @@ namespace segnode::api {
 /// The role order: read < submit < admin.
 int role_rank(Role role);
 
+class StowUpload;
+
+/// The start of a streamed upload: the upload to feed, or the response refusing it.
+struct UploadStart {
+    std::unique_ptr<StowUpload> upload;
+    HttpResponse refusal;
+};
+
 class ApiHandler {
 public:
     explicit ApiHandler(const pipeline::ServiceContext& context);
@@ -27,6 +35,13 @@ public:
     ApiHandler& operator=(const ApiHandler&) = delete;
 
     HttpResponse handle(const HttpRequest& request);
+
+    /// POST /api/v1/studies (STOW-RS): the server streams its body instead of calling
+    /// handle(). True for the method and path of that route.
+    static bool is_upload(const std::string& method, const std::string& path);
+    /// Checks an upload's headers (key and role, media type, Content-Length against
+    /// http.max_upload_mb) before any of its body is read; `request.body` is not used.
+    UploadStart begin_upload(const HttpRequest& request);
 
     /// Counted by the server for /metrics: connections refused over http.max_connections,
     /// clients cut off for not sending their headers in time.
