@@ -313,6 +313,31 @@ class StowUploads(StowTestCase):
                          sorted(uploaded["sop_instance_uids"]))
 
 
+    def test_uploaded_series_routed_by_a_rule_sends_dicom_keeps_the_label_map(self):
+        from harness import StoreScpPeer
+        dest = StoreScpPeer(self.tmp)
+        self.addCleanup(dest.stop)
+        dest.start()
+        node = self.http_node(peers=[dest.peer_entry()],
+                              rules=[{"name": "ct-body", "modality": "CT", "algorithm": "body",
+                                      "outputs": ["seg", "labelmap"], "destination": "dest"}])
+        alice = self.add_key(node, "alice", "submit")
+        series = self.series(slices=8)
+        body, ctype = multipart([Path(f).read_bytes() for f in series["files"]])
+        self.assertEqual(self.upload(alice, body, ctype).status_code, 200)
+        # The quiet period completes the uploaded series; the rule routes it.
+        node.wait_for(lambda: node.scalar("SELECT state FROM jobs") in ("done", "failed"), 120,
+                      what=f"the routed job\n{node.log_tail()}")
+        self.assertEqual(node.scalar("SELECT state FROM jobs"), "done", node.log_tail())
+        self.assertEqual(len(dest.files("SG.")), 1, dest.files())
+        self.assertEqual(len(dest.files()), 1, "only the SEG is sent, never the label map")
+        rows = node.query("SELECT kind, sent_at IS NOT NULL FROM job_outputs ORDER BY kind")
+        self.assertEqual([tuple(r) for r in rows], [("labelmap", 0), ("seg", 1)])
+        job_dir = node.workdir / "jobs" / str(node.scalar("SELECT id FROM jobs"))
+        self.assertTrue((job_dir / "labels.nii.gz").is_file())
+        self.assertTrue((job_dir / "segments.json").is_file())
+
+
 class SubmitCommand(StowTestCase):
     def submit(self, *args, key=None, key_file=None, server=True, timeout=180):
         env = {k: v for k, v in os.environ.items()
