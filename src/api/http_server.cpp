@@ -256,8 +256,8 @@ private:
         body.data = m_chunk.data();
         body.size = m_chunk.size();
         lowest().expires_after(k_body_timeout);
-        http::async_read(m_stream, m_buffer, *m_upload_parser,
-                         beast::bind_front_handler(&Session::on_upload, shared_from_this()));
+        http::async_read_some(m_stream, m_buffer, *m_upload_parser,
+                              beast::bind_front_handler(&Session::on_upload, shared_from_this()));
     }
 
     void on_upload(beast::error_code ec, std::size_t /*bytes*/) {
@@ -420,13 +420,15 @@ private:
 struct HttpService::Impl {
     std::unique_ptr<ApiHandler> handler;
     std::unique_ptr<Shared> shared;
-    asio::io_context io{2};
+    /// Destroyed in stop(): its pending handlers own sessions, and a session's upload in
+    /// progress reports its end to the Receiver, which does not outlive run_service.
+    std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(2);
     std::optional<tcp::acceptor> acceptor;
     std::vector<std::thread> threads;
     bool running = false;
 
     void accept() {
-        acceptor->async_accept(asio::make_strand(io), [this](beast::error_code ec,
+        acceptor->async_accept(asio::make_strand(*io), [this](beast::error_code ec,
                                                              tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
                 return;
@@ -505,7 +507,7 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
         return Error{"http.bind_address: '" + config.bind_address + "': " + ec.message()};
     }
     const tcp::endpoint endpoint(address, config.port);
-    auto& acceptor = m_impl->acceptor.emplace(m_impl->io);
+    auto& acceptor = m_impl->acceptor.emplace(*m_impl->io);
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) {
         acceptor.set_option(asio::socket_base::reuse_address(true), ec);
@@ -529,7 +531,7 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
             if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0) {
                 spdlog::debug("http: cannot lower the API threads' priority");
             }
-            m_impl->io.run();
+            m_impl->io->run();
         });
     }
     m_impl->running = true;
@@ -543,7 +545,7 @@ void HttpService::stop() {
         return;
     }
     m_impl->running = false;
-    asio::post(m_impl->io, [this] {
+    asio::post(*m_impl->io, [this] {
         beast::error_code ec;
         m_impl->acceptor->close(ec);
     });
@@ -552,11 +554,14 @@ void HttpService::stop() {
     while (m_impl->shared->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    m_impl->io.stop();
+    m_impl->io->stop();
     for (std::thread& t : m_impl->threads) {
         t.join();
     }
     m_impl->threads.clear();
+    // Sessions still open (an unfinished upload) end here, while the Receiver exists.
+    m_impl->acceptor.reset();
+    m_impl->io.reset();
     spdlog::info("HTTP API stopped");
 }
 

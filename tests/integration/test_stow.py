@@ -313,6 +313,26 @@ class StowUploads(StowTestCase):
                          sorted(uploaded["sop_instance_uids"]))
 
 
+    def test_stop_during_an_upload_records_it_aborted(self):
+        node = self.http_node()
+        alice = self.add_key(node, "alice", "submit")
+        series = self.series(slices=4)
+        body, ctype = multipart([Path(f).read_bytes() for f in series["files"]],
+                                boundary="stop-test-boundary")
+        first_part_end = body.index(b"\r\n--stop-test-boundary\r\n", 10) + 2
+        with socket.create_connection((LOOPBACK, self.port), timeout=30) as s:
+            s.sendall((f"POST /api/v1/studies HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {alice}\r\nContent-Type: {ctype}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode()
+                      + body[:first_part_end + 200])
+            node.wait_for(lambda: node.scalar("SELECT count(*) FROM instances") == 1, 30,
+                          what="the first part stored")
+            self.assertStopsCleanly(node)
+        row = node.query_one("SELECT outcome, instances_stored FROM associations "
+                             "WHERE calling_ae = 'STOW-RS'")
+        self.assertEqual(tuple(row), ("aborted", 1))
+        self.assertEqual(self.files_under(node.workdir / "tmp"), [])
+
     def test_uploaded_series_routed_by_a_rule_sends_dicom_keeps_the_label_map(self):
         from harness import StoreScpPeer
         dest = StoreScpPeer(self.tmp)
