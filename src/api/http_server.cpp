@@ -232,6 +232,8 @@ private:
             return refuse(started.refusal, k_upload_route);
         }
         m_upload = std::move(started.upload);
+        m_filled = 0;
+        m_armed_at = {};
         m_upload_parser.emplace(std::move(*m_parser));
         m_upload_parser->body_limit(upload_limit());
         m_chunk.resize(k_upload_chunk);
@@ -253,9 +255,14 @@ private:
 
     void read_upload() {
         auto& body = m_upload_parser->get().body();
-        body.data = m_chunk.data();
-        body.size = m_chunk.size();
-        lowest().expires_after(k_body_timeout);
+        body.data = m_chunk.data() + m_filled;
+        body.size = m_chunk.size() - m_filled;
+        // Re-arming the timer is a system call: once a second is enough for a 60 s timeout.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - m_armed_at > std::chrono::seconds(1)) {
+            lowest().expires_after(k_body_timeout);
+            m_armed_at = now;
+        }
         http::async_read_some(m_stream, m_buffer, *m_upload_parser,
                               beast::bind_front_handler(&Session::on_upload, shared_from_this()));
     }
@@ -278,6 +285,15 @@ private:
             return close();
         }
         const std::size_t got = m_chunk.size() - m_upload_parser->get().body().size;
+        // Fill the chunk while more of the body is already waiting on the socket: fewer and
+        // larger writes; what has arrived is processed as soon as nothing more is waiting.
+        beast::error_code waiting_ec;
+        if (!m_upload_parser->is_done() && got < m_chunk.size() &&
+            lowest().socket().available(waiting_ec) > 0 && !waiting_ec) {
+            m_filled = got;
+            return read_upload();
+        }
+        m_filled = 0;
         if (got > 0) {
             if (auto stopped = m_upload->feed(std::string_view(m_chunk.data(), got))) {
                 return end_upload(std::move(*stopped), true);
@@ -407,6 +423,8 @@ private:
     std::optional<http::request_parser<http::buffer_body>> m_upload_parser;
     std::unique_ptr<StowUpload> m_upload;
     std::vector<char> m_chunk;
+    std::size_t m_filled = 0; ///< bytes of m_chunk read but not yet fed
+    std::chrono::steady_clock::time_point m_armed_at{};
     static constexpr const char* k_upload_route = "/api/v1/studies";
     Shared& m_shared;
     std::string m_peer;
