@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "segnode/api/stow.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/core/version.hpp"
 #include "segnode/dicom/receive_handler.hpp"
@@ -114,8 +116,58 @@ std::optional<std::int64_t> parse_id(const std::string& text) {
     return std::stoll(text);
 }
 
-/// "seg.dcm" -> "seg"; the download names of job outputs.
-std::string output_name(const std::string& kind) { return kind + ".dcm"; }
+/// The download names of a job_outputs row: seg.dcm, rtstruct.dcm, and for the label map
+/// labels.nii.gz with segments.json (one row, two files side by side in jobs/<id>/).
+std::vector<std::string> output_names(const std::string& kind) {
+    if (kind == "labelmap") {
+        return {pipeline::k_labels_file, pipeline::k_segments_file};
+    }
+    return {kind + ".dcm"};
+}
+
+/// Where the file `name` of output row `o` is, relative to the working directory.
+std::filesystem::path output_relpath(const store::JobOutput& o, const std::string& name) {
+    const std::filesystem::path rel(o.relpath);
+    return name == pipeline::k_segments_file ? rel.parent_path() / name : rel;
+}
+
+std::string output_content_type(const std::string& name) {
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".dcm") == 0) {
+        return "application/dicom";
+    }
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) {
+        return "application/json";
+    }
+    return "application/gzip";
+}
+
+/// One entry per downloadable file of a job's outputs.
+json output_files(const std::filesystem::path& root, const std::string& job_id,
+                  const std::vector<store::JobOutput>& outputs, bool detail) {
+    json items = json::array();
+    for (const store::JobOutput& o : outputs) {
+        for (const std::string& name : output_names(o.kind)) {
+            std::error_code ec;
+            const auto size = name == pipeline::k_segments_file
+                                  ? std::filesystem::file_size(root / output_relpath(o, name), ec)
+                                  : static_cast<std::uintmax_t>(o.size_bytes);
+            json item = {{"name", name},
+                         {"href", "/api/v1/jobs/" + job_id + "/outputs/" + name},
+                         {"size_bytes", ec ? 0 : size}};
+            if (detail) {
+                item["kind"] = o.kind;
+                item["content_type"] = output_content_type(name);
+                const bool dicom = o.kind != "labelmap";
+                item["sop_class_uid"] = dicom ? json(o.sop_class_uid) : json(nullptr);
+                item["sop_instance_uid"] = dicom ? json(o.sop_instance_uid) : json(nullptr);
+                item["series_uid"] = dicom ? json(o.series_uid) : json(nullptr);
+                item["sent_at"] = opt_time(o.sent_at);
+            }
+            items.push_back(std::move(item));
+        }
+    }
+    return items;
+}
 
 json settings_json(const std::string& text) {
     json out = json::object();
@@ -763,12 +815,82 @@ struct ApiHandler::Impl {
     }
 
     void add_routes();
+    UploadStart start_upload(const HttpRequest& req, const Caller& caller);
     HttpResponse metrics(const HttpRequest& req);
     HttpResponse readiness();
     HttpResponse submit_job(const HttpRequest& req, const Caller& caller);
     HttpResponse job_file(const HttpRequest& req, const Caller& caller, const Params& p,
                           bool log);
 };
+
+UploadStart ApiHandler::Impl::start_upload(const HttpRequest& req, const Caller& caller) {
+    UploadStart start;
+    const auto content_type = req.header("content-type");
+    const auto media = content_type ? parse_media_type(*content_type) : std::nullopt;
+    const std::string accepted = "send multipart/related; type=\"application/dicom\"; "
+                                 "boundary=... or one application/dicom instance";
+    if (!media) {
+        start.refusal = problem(415, content_type ? "malformed Content-Type '" + *content_type +
+                                                        "'; " + accepted
+                                                  : "no Content-Type; " + accepted);
+        return start;
+    }
+    std::optional<std::string> boundary;
+    if (media->type == "multipart/related") {
+        const auto type = media->params.find("type");
+        if (type != media->params.end() && lower(type->second) != "application/dicom") {
+            start.refusal = problem(415, "multipart/related with type=\"" + type->second +
+                                             "\" is not supported; " + accepted);
+            return start;
+        }
+        const auto b = media->params.find("boundary");
+        if (b == media->params.end() || b->second.empty() || b->second.size() > 70) {
+            start.refusal = problem(400, "Content-Type multipart/related has no boundary "
+                                         "parameter (1 to 70 characters)");
+            return start;
+        }
+        boundary = b->second;
+    } else if (media->type != "application/dicom") {
+        start.refusal = problem(415, "Content-Type " + media->type +
+                                         " is not supported by POST /api/v1/studies; " + accepted);
+        return start;
+    }
+    const std::uint64_t limit =
+        static_cast<std::uint64_t>(ctx.config.http.max_upload_mb) * 1024 * 1024;
+    if (const auto length = req.header("content-length")) {
+        std::uint64_t n = 0;
+        const auto* end = length->data() + length->size();
+        if (std::from_chars(length->data(), end, n).ptr == end && n > limit) {
+            start.refusal = problem(413, "the upload of " + *length +
+                                             " bytes exceeds http.max_upload_mb (" +
+                                             std::to_string(ctx.config.http.max_upload_mb) +
+                                             " MiB)");
+            return start;
+        }
+    }
+    if (ctx.receiver == nullptr) {
+        start.refusal = problem(503, "this node does not receive instances");
+        return start;
+    }
+    if (const dicom::StoreStatus gate = ctx.receiver->admission(); !gate.success()) {
+        start.refusal = problem(503, gate.comment);
+        return start;
+    }
+    const dicom::AssociationInfo info{"STOW-RS", ctx.config.node.ae_title, req.peer_address, 0};
+    start.upload = std::make_unique<StowUpload>(*ctx.receiver, info, boundary, caller.key->name);
+    if (start.upload->association_id() > 0) {
+        try {
+            auto db = ctx.pool.acquire();
+            auto lock = ctx.pool.write_lock();
+            store::ReceiveIndex(*db).set_association_key(start.upload->association_id(),
+                                                         caller.key->id);
+        } catch (const store::DatabaseError& e) {
+            spdlog::warn("STOW-RS upload {}: cannot record its API key: {}",
+                         start.upload->association_id(), e.what());
+        }
+    }
+    return start;
+}
 
 HttpResponse ApiHandler::Impl::readiness() {
     json checks = json::object();
@@ -1054,8 +1176,11 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
                 kind = OutputKind::Seg;
             } else if (name == "rtstruct") {
                 kind = OutputKind::Rtstruct;
+            } else if (name == "labelmap") {
+                kind = OutputKind::Labelmap;
             } else {
-                return problem(422, "outputs: '" + name + "' is not an output (seg, rtstruct)");
+                return problem(422, "outputs: '" + name +
+                                        "' is not an output (seg, rtstruct, labelmap)");
             }
             if (std::find(request.outputs.begin(), request.outputs.end(), kind) ==
                 request.outputs.end()) {
@@ -1124,15 +1249,19 @@ HttpResponse ApiHandler::Impl::job_file(const HttpRequest& req, const Caller& ca
                     std::string::npos ||
                 name.front() == '.' || name.find("..") != std::string::npos) {
                 return problem(400, "invalid output name '" + name +
-                                        "' (names are like seg.dcm, rtstruct.dcm)");
+                                        "' (names are like seg.dcm, rtstruct.dcm, labels.nii.gz, segments.json)");
             }
             const auto outputs = store::JobRepo(*db).outputs(*id);
             std::string names;
             for (const store::JobOutput& o : outputs) {
-                names += (names.empty() ? "" : ", ") + output_name(o.kind);
-                if (output_name(o.kind) == name) {
-                    path = ctx.workdir.root() / o.relpath;
-                    etag = "\"" + o.sop_instance_uid + "\"";
+                for (const std::string& n : output_names(o.kind)) {
+                    names += (names.empty() ? "" : ", ") + n;
+                    if (n == name) {
+                        path = ctx.workdir.root() / output_relpath(o, n);
+                        if (!o.sop_instance_uid.empty()) {
+                            etag = "\"" + o.sop_instance_uid + "\"";
+                        }
+                    }
                 }
             }
             if (path.empty()) {
@@ -1140,7 +1269,7 @@ HttpResponse ApiHandler::Impl::job_file(const HttpRequest& req, const Caller& ca
                                         (names.empty() ? std::string("none yet") : names) + ")");
             }
             filename = "job-" + p[0] + "-" + name;
-            content_type = "application/dicom";
+            content_type = output_content_type(name);
         }
     }
     std::error_code ec;
@@ -1297,6 +1426,19 @@ void ApiHandler::Impl::add_routes() {
             return json_response(200, body);
         },
         Runs::Worker); // reads the instances' headers
+    // Served streamed by the server (begin_upload); this path serves a body already in memory.
+    add("POST", "/api/v1/studies", Access::Submit,
+        [this](const HttpRequest& req, const Caller& caller, const Params&) {
+            UploadStart start = start_upload(req, caller);
+            if (!start.upload) {
+                return start.refusal;
+            }
+            if (auto stopped = start.upload->feed(req.body)) {
+                return *stopped;
+            }
+            return start.upload->finish();
+        },
+        Runs::Worker); // writes files and the index
     add("POST", "/api/v1/series/{uid}/complete", Access::Submit,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             std::optional<store::SeriesRow> series;
@@ -1391,14 +1533,7 @@ void ApiHandler::Impl::add_routes() {
                     {{"at", format_utc_ms(e.at)}, {"event", e.event}, {"detail", e.detail}});
             }
             body["timeline"] = timeline;
-            json files = json::array();
-            for (const store::JobOutput& o : repo.outputs(*id)) {
-                files.push_back({{"name", output_name(o.kind)},
-                                 {"href", "/api/v1/jobs/" + p[0] + "/outputs/" +
-                                              output_name(o.kind)},
-                                 {"size_bytes", o.size_bytes}});
-            }
-            body["files"] = files;
+            body["files"] = output_files(ctx.workdir.root(), p[0], repo.outputs(*id), false);
             return json_response(200, body);
         });
     for (const bool retry : {false, true}) {
@@ -1437,18 +1572,8 @@ void ApiHandler::Impl::add_routes() {
             if (!job) {
                 return no_job(p[0]);
             }
-            json items = json::array();
-            for (const store::JobOutput& o : store::JobRepo(*db).outputs(*id)) {
-                items.push_back({{"name", output_name(o.kind)},
-                                 {"href", "/api/v1/jobs/" + p[0] + "/outputs/" +
-                                              output_name(o.kind)},
-                                 {"kind", o.kind},
-                                 {"size_bytes", o.size_bytes},
-                                 {"sop_class_uid", o.sop_class_uid},
-                                 {"sop_instance_uid", o.sop_instance_uid},
-                                 {"series_uid", o.series_uid},
-                                 {"sent_at", opt_time(o.sent_at)}});
-            }
+            const json items = output_files(ctx.workdir.root(), p[0],
+                                            store::JobRepo(*db).outputs(*id), true);
             return json_response(200, {{"job", *id},
                                        {"state", store::to_string(job->state)},
                                        {"items", items}});
@@ -1607,6 +1732,18 @@ void ApiHandler::stop() {
     if (!m_impl->stopped.exchange(true)) {
         m_impl->workers.join();
     }
+}
+
+bool ApiHandler::is_upload(const std::string& method, const std::string& path) {
+    return method == "POST" && path == "/api/v1/studies";
+}
+
+UploadStart ApiHandler::begin_upload(const HttpRequest& request) {
+    Caller caller;
+    if (auto refused = m_impl->authorize(request, Access::Submit, caller)) {
+        return {nullptr, std::move(*refused)};
+    }
+    return m_impl->start_upload(request, caller);
 }
 
 void ApiHandler::count_response(const std::string& route, int status) {

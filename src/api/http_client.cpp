@@ -22,6 +22,25 @@ using tcp = asio::ip::tcp;
 constexpr auto k_timeout = std::chrono::seconds(60);
 
 template <class Stream>
+Result<ClientResponse> read_response(Stream& stream, const ServerUrl& server) {
+    beast::error_code ec;
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1ULL << 31U);
+    http::read(stream, buffer, parser, ec);
+    if (ec) {
+        return Error{"reading the answer of " + server.host + ":" + server.port + ": " +
+                     ec.message()};
+    }
+    const auto& res = parser.get();
+    ClientResponse out;
+    out.status = static_cast<int>(res.result_int());
+    out.content_type = std::string(res[http::field::content_type]);
+    out.body = res.body();
+    return out;
+}
+
+template <class Stream>
 Result<ClientResponse> exchange(Stream& stream, const ServerUrl& server, const std::string& method,
                                 const std::string& target, const std::string& key,
                                 const std::string& body) {
@@ -40,20 +59,52 @@ Result<ClientResponse> exchange(Stream& stream, const ServerUrl& server, const s
     if (ec) {
         return Error{"sending to " + server.host + ":" + server.port + ": " + ec.message()};
     }
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(1ULL << 31U);
-    http::read(stream, buffer, parser, ec);
-    if (ec) {
-        return Error{"reading the answer of " + server.host + ":" + server.port + ": " +
-                     ec.message()};
+    return read_response(stream, server);
+}
+
+/// Streams a body of `length` bytes produced by `next` (see http_upload), then reads the
+/// answer. A server that answers early (401, 413, ...) and closes is heard: its answer is read
+/// even when sending the rest failed.
+template <class Stream>
+Result<ClientResponse> upload(Stream& stream, const ServerUrl& server, const std::string& target,
+                              const std::string& key, const std::string& content_type,
+                              std::uint64_t length, const BodySource& next) {
+    http::request<http::buffer_body> req(http::verb::post, target, 11);
+    req.set(http::field::host, server.host + ":" + server.port);
+    req.set(http::field::user_agent, "segnode-cli");
+    req.set(http::field::authorization, "Bearer " + key);
+    req.set(http::field::content_type, content_type);
+    req.content_length(length);
+    req.keep_alive(false);
+    req.body().data = nullptr;
+    req.body().more = true;
+    http::request_serializer<http::buffer_body> sr(req);
+    beast::error_code ec;
+    http::write_header(stream, sr, ec);
+    std::string send_error;
+    std::string piece;
+    while (!ec) {
+        auto got = next();
+        if (!got) {
+            return got.error(); // the caller's source failed (a file could not be read)
+        }
+        piece = std::move(*got);
+        req.body().data = piece.empty() ? nullptr : piece.data();
+        req.body().size = piece.size();
+        req.body().more = !piece.empty();
+        http::write(stream, sr, ec);
+        if (ec == http::error::need_buffer) {
+            ec = {};
+        }
+        if (piece.empty()) {
+            break;
+        }
     }
-    const auto& res = parser.get();
-    ClientResponse out;
-    out.status = static_cast<int>(res.result_int());
-    out.content_type = std::string(res[http::field::content_type]);
-    out.body = res.body();
-    return out;
+    auto answer = read_response(stream, server);
+    if (!answer && ec) {
+        return Error{"sending to " + server.host + ":" + server.port + ": " + ec.message()};
+    }
+    return answer;
 }
 
 } // namespace
@@ -92,9 +143,12 @@ Result<ServerUrl> parse_server_url(const std::string& url) {
     return out;
 }
 
-Result<ClientResponse> http_request(const ServerUrl& server, const std::string& method,
-                                    const std::string& target, const std::string& key,
-                                    const std::string& body, const std::string& ca_file) {
+namespace {
+
+/// Connects (TLS: verifies the certificate) and calls `talk(stream)` on the open stream.
+template <class Talk>
+Result<ClientResponse> with_connection(const ServerUrl& server, const std::string& ca_file,
+                                       Talk&& talk) {
     try {
         asio::io_context io;
         tcp::resolver resolver(io);
@@ -111,7 +165,7 @@ Result<ClientResponse> http_request(const ServerUrl& server, const std::string& 
                 return Error{"cannot connect to " + server.host + ":" + server.port + ": " +
                              ec.message()};
             }
-            return exchange(stream, server, method, target, key, body);
+            return talk(stream);
         }
         asio::ssl::context tls(asio::ssl::context::tls_client);
         if (ca_file.empty()) {
@@ -147,10 +201,29 @@ Result<ClientResponse> http_request(const ServerUrl& server, const std::string& 
             return Error{"TLS handshake with " + server.host + ":" + server.port + ": " +
                          ec.message()};
         }
-        return exchange(stream, server, method, target, key, body);
+        return talk(stream);
     } catch (const std::exception& e) {
         return Error{"HTTP request to " + server.host + ":" + server.port + ": " + e.what()};
     }
+}
+
+} // namespace
+
+Result<ClientResponse> http_request(const ServerUrl& server, const std::string& method,
+                                    const std::string& target, const std::string& key,
+                                    const std::string& body, const std::string& ca_file) {
+    return with_connection(server, ca_file, [&](auto& stream) {
+        return exchange(stream, server, method, target, key, body);
+    });
+}
+
+Result<ClientResponse> http_upload(const ServerUrl& server, const std::string& target,
+                                   const std::string& key, const std::string& content_type,
+                                   std::uint64_t length, const BodySource& next,
+                                   const std::string& ca_file) {
+    return with_connection(server, ca_file, [&](auto& stream) {
+        return upload(stream, server, target, key, content_type, length, next);
+    });
 }
 
 } // namespace segnode::api

@@ -13,13 +13,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <spdlog/spdlog.h>
 #include <thread>
 #include <vector>
 
 #include "segnode/api/api_handler.hpp"
+#include "segnode/api/stow.hpp"
 
 namespace segnode::api {
 namespace {
@@ -32,6 +35,7 @@ using tcp = asio::ip::tcp;
 constexpr auto k_body_timeout = std::chrono::seconds(60);
 constexpr auto k_write_timeout = std::chrono::seconds(60);
 constexpr std::size_t k_drain_limit = 1 << 20;
+constexpr std::size_t k_upload_chunk = 256 * 1024;
 
 constexpr auto k_handshake_timeout = std::chrono::seconds(10);
 
@@ -117,7 +121,10 @@ private:
     void read_header() {
         m_parser.emplace();
         m_parser->header_limit(m_shared.config.max_header_bytes);
-        m_parser->body_limit(m_shared.config.max_body_bytes);
+        // The larger of the two limits until the route is known (on_header applies the right
+        // one): a Content-Length over it is refused before the body is read.
+        m_parser->body_limit(std::max<std::uint64_t>(m_shared.config.max_body_bytes,
+                                                     upload_limit()));
         lowest().expires_after(std::chrono::seconds(m_shared.config.header_timeout_s));
         http::async_read_header(m_stream, m_buffer, *m_parser,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
@@ -141,7 +148,9 @@ private:
                                    (length ? " of " + std::to_string(*length) + " bytes"
                                            : std::string()) +
                                    " exceeds http.max_body_bytes (" +
-                                   std::to_string(m_shared.config.max_body_bytes) + " bytes)",
+                                   std::to_string(m_shared.config.max_body_bytes) +
+                                   " bytes) and, for uploads, http.max_upload_mb (" +
+                                   std::to_string(m_shared.config.max_upload_mb) + " MiB)",
                           "(body limit)");
         }
         if (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
@@ -154,6 +163,10 @@ private:
             }
             return refuse(400, "malformed HTTP request: " + ec.message(), "(malformed)");
         }
+        if (ApiHandler::is_upload(std::string(m_parser->get().method_string()),
+                                  target_path())) {
+            return start_upload();
+        }
         const auto length = m_parser->content_length();
         if (length && *length > m_shared.config.max_body_bytes) {
             return refuse(413, "the request body of " + std::to_string(*length) +
@@ -164,6 +177,7 @@ private:
         if (m_parser->is_done()) {
             return handle();
         }
+        m_parser->body_limit(m_shared.config.max_body_bytes); // for a chunked body
         lowest().expires_after(k_body_timeout);
         http::async_read(m_stream, m_buffer, *m_parser,
                          beast::bind_front_handler(&Session::on_body, shared_from_this()));
@@ -181,8 +195,20 @@ private:
         handle();
     }
 
-    void handle() {
-        auto& req = m_parser->get();
+    [[nodiscard]] std::uint64_t upload_limit() const {
+        return static_cast<std::uint64_t>(m_shared.config.max_upload_mb) * 1024 * 1024;
+    }
+
+    std::string target_path() const {
+        std::string path;
+        std::map<std::string, std::string> query;
+        split_target(std::string(m_parser->get().target()), path, query);
+        return path;
+    }
+
+    /// The request as the routes see it, without its body.
+    HttpRequest header_request() const {
+        const auto& req = m_parser->get();
         HttpRequest request;
         request.method = std::string(req.method_string());
         split_target(std::string(req.target()), request.path, request.query);
@@ -193,9 +219,117 @@ private:
             }
             request.headers[name] = std::string(field.value());
         }
-        request.body = std::move(req.body());
         request.peer_address = m_peer;
         request.peer_loopback = m_loopback;
+        return request;
+    }
+
+    // --- STOW-RS: the body is streamed through StowUpload, never held in memory ----------
+
+    void start_upload() {
+        const HttpRequest request = header_request();
+        UploadStart started = m_shared.handler.begin_upload(request);
+        if (!started.upload) {
+            return refuse(started.refusal, k_upload_route);
+        }
+        m_upload = std::move(started.upload);
+        m_filled = 0;
+        m_armed_at = {};
+        m_upload_parser.emplace(std::move(*m_parser));
+        m_upload_parser->body_limit(upload_limit());
+        m_chunk.resize(k_upload_chunk);
+        // Beast reads as much as the buffer's free capacity (at least 512 bytes): without
+        // room, a 50 MB upload took ~100 000 reads of 512 bytes.
+        m_buffer.reserve(m_buffer.size() + k_upload_chunk);
+        if (request.header("expect") && lower_copy(*request.header("expect")) == "100-continue") {
+            static const std::string k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
+            lowest().expires_after(k_write_timeout);
+            asio::async_write(m_stream, asio::buffer(k_continue),
+                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                  if (ec) {
+                                      self->m_upload.reset(); // recorded as aborted
+                                      return self->close();
+                                  }
+                                  self->read_upload();
+                              });
+            return;
+        }
+        read_upload();
+    }
+
+    void read_upload() {
+        auto& body = m_upload_parser->get().body();
+        body.data = m_chunk.data() + m_filled;
+        body.size = m_chunk.size() - m_filled;
+        // Re-arming the timer is a system call: once a second is enough for a 60 s timeout.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - m_armed_at > std::chrono::seconds(1)) {
+            lowest().expires_after(k_body_timeout);
+            m_armed_at = now;
+        }
+        http::async_read_some(m_stream, m_buffer, *m_upload_parser,
+                              beast::bind_front_handler(&Session::on_upload, shared_from_this()));
+    }
+
+    void on_upload(beast::error_code ec, std::size_t /*bytes*/) {
+        if (ec == http::error::need_buffer) {
+            ec = {};
+        }
+        if (ec == http::error::body_limit) {
+            HttpResponse r = m_upload->abort(
+                413, "the upload exceeds http.max_upload_mb (" +
+                         std::to_string(m_shared.config.max_upload_mb) + " MiB)");
+            return end_upload(std::move(r), true);
+        }
+        if (ec) {
+            spdlog::info("http: STOW-RS upload {} from {} ended before its body was complete: "
+                         "{}", m_upload->association_id(), m_peer, ec.message());
+            m_upload.reset(); // the part in progress is removed, the upload recorded as aborted
+            m_upload_parser.reset();
+            return close();
+        }
+        const std::size_t got = m_chunk.size() - m_upload_parser->get().body().size;
+        // Fill the chunk while more of the body is already waiting on the socket: fewer and
+        // larger writes; what has arrived is processed as soon as nothing more is waiting.
+        beast::error_code waiting_ec;
+        if (!m_upload_parser->is_done() && got < m_chunk.size() &&
+            lowest().socket().available(waiting_ec) > 0 && !waiting_ec) {
+            m_filled = got;
+            return read_upload();
+        }
+        m_filled = 0;
+        if (got > 0) {
+            if (auto stopped = m_upload->feed(std::string_view(m_chunk.data(), got))) {
+                return end_upload(std::move(*stopped), true);
+            }
+        }
+        if (m_upload_parser->is_done()) {
+            return end_upload(m_upload->finish(), false);
+        }
+        read_upload();
+    }
+
+    void end_upload(HttpResponse response, bool close_after) {
+        const bool keep_alive = m_upload_parser->get().keep_alive() && !close_after;
+        const unsigned version = m_upload_parser->get().version();
+        m_upload.reset();
+        m_upload_parser.reset();
+        m_shared.handler.count_response(k_upload_route, response.status);
+        response.close = response.close || close_after;
+        write(std::move(response), keep_alive, version);
+    }
+
+    static std::string lower_copy(std::string s) {
+        for (char& ch : s) {
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        }
+        return s;
+    }
+
+    void handle() {
+        HttpRequest request = header_request();
+        auto& req = m_parser->get();
+        request.body = std::move(req.body());
         const bool keep_alive = req.keep_alive();
         const unsigned version = req.version();
         const std::string method = request.method;
@@ -217,8 +351,11 @@ private:
     }
 
     void refuse(int status, const std::string& detail, const std::string& route) {
-        m_shared.handler.count_response(route, status);
-        HttpResponse response = problem(status, detail);
+        refuse(problem(status, detail), route);
+    }
+
+    void refuse(HttpResponse response, const std::string& route) {
+        m_shared.handler.count_response(route, response.status);
         response.close = true;
         write(std::move(response), false, 11);
     }
@@ -296,6 +433,12 @@ private:
     bool m_tls_closing = false;
     beast::flat_buffer m_buffer;
     std::optional<http::request_parser<http::string_body>> m_parser;
+    std::optional<http::request_parser<http::buffer_body>> m_upload_parser;
+    std::unique_ptr<StowUpload> m_upload;
+    std::vector<char> m_chunk;
+    std::size_t m_filled = 0; ///< bytes of m_chunk read but not yet fed
+    std::chrono::steady_clock::time_point m_armed_at{};
+    static constexpr const char* k_upload_route = "/api/v1/studies";
     Shared& m_shared;
     std::string m_peer;
     bool m_loopback = false;
@@ -308,13 +451,15 @@ private:
 struct HttpService::Impl {
     std::unique_ptr<ApiHandler> handler;
     std::unique_ptr<Shared> shared;
-    asio::io_context io{2};
+    /// Destroyed in stop(): its pending handlers own sessions, and a session's upload in
+    /// progress reports its end to the Receiver, which does not outlive run_service.
+    std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(2);
     std::optional<tcp::acceptor> acceptor;
     std::vector<std::thread> threads;
     bool running = false;
 
     void accept() {
-        acceptor->async_accept(asio::make_strand(io), [this](beast::error_code ec,
+        acceptor->async_accept(asio::make_strand(*io), [this](beast::error_code ec,
                                                              tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
                 return;
@@ -393,7 +538,7 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
         return Error{"http.bind_address: '" + config.bind_address + "': " + ec.message()};
     }
     const tcp::endpoint endpoint(address, config.port);
-    auto& acceptor = m_impl->acceptor.emplace(m_impl->io);
+    auto& acceptor = m_impl->acceptor.emplace(*m_impl->io);
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) {
         acceptor.set_option(asio::socket_base::reuse_address(true), ec);
@@ -417,7 +562,7 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
             if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0) {
                 spdlog::debug("http: cannot lower the API threads' priority");
             }
-            m_impl->io.run();
+            m_impl->io->run();
         });
     }
     m_impl->running = true;
@@ -431,7 +576,7 @@ void HttpService::stop() {
         return;
     }
     m_impl->running = false;
-    asio::post(m_impl->io, [this] {
+    asio::post(*m_impl->io, [this] {
         beast::error_code ec;
         m_impl->acceptor->close(ec);
     });
@@ -440,12 +585,16 @@ void HttpService::stop() {
     while (m_impl->shared->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    m_impl->io.stop();
+    m_impl->io->stop();
     for (std::thread& t : m_impl->threads) {
         t.join();
     }
     m_impl->threads.clear();
     m_impl->handler->stop(); // offloaded requests finish; their answers go nowhere now
+    // Sessions still open (an unfinished upload) end here, while the Receiver exists; the
+    // answers of offloaded requests queued on the stopped loop go with them.
+    m_impl->acceptor.reset();
+    m_impl->io.reset();
     spdlog::info("HTTP API stopped");
 }
 

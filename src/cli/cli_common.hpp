@@ -89,5 +89,6 @@ void add_run_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_peer_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code);
+void add_submit_command(CLI::App& app, GlobalOptions& options, int& exit_code);
 
 } // namespace segnode::cli

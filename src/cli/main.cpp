@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     segnode::cli::add_peer_command(app, options, exit_code);
     segnode::cli::add_job_command(app, options, exit_code);
     segnode::cli::add_series_command(app, options, exit_code);
+    segnode::cli::add_submit_command(app, options, exit_code);
 
     try {
         app.parse(argc, argv);

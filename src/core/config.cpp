@@ -354,6 +354,9 @@ const std::map<std::string, KeyDef>& key_table() {
         {"http.max_body_bytes",
          {uint_in(&Config::http, &HttpConfig::max_body_bytes, 1024, 1073741824),
           "request body limit"}},
+        {"http.max_upload_mb",
+         {uint_in(&Config::http, &HttpConfig::max_upload_mb, 1, 1048576),
+          "STOW-RS upload limit (MiB)"}},
         {"http.max_header_bytes",
          {uint_in(&Config::http, &HttpConfig::max_header_bytes, 1024, 1048576),
           "request header limit"}},
@@ -602,7 +605,15 @@ std::string_view to_string(LateInstancePolicy policy) {
 }
 
 std::string_view to_string(OutputKind kind) {
-    return kind == OutputKind::Seg ? "seg" : "rtstruct";
+    switch (kind) {
+    case OutputKind::Seg:
+        return "seg";
+    case OutputKind::Rtstruct:
+        return "rtstruct";
+    case OutputKind::Labelmap:
+        return "labelmap";
+    }
+    return "?";
 }
 
 } // namespace segnode

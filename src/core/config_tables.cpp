@@ -250,8 +250,10 @@ std::optional<std::string> set_rules(const toml::node& node, Config& config,
                             parsed = OutputKind::Seg;
                         } else if (kind == "rtstruct") {
                             parsed = OutputKind::Rtstruct;
+                        } else if (kind == "labelmap") {
+                            parsed = OutputKind::Labelmap;
                         } else {
-                            err = "'" + kind + "' is not an output (seg, rtstruct)";
+                            err = "'" + kind + "' is not an output (seg, rtstruct, labelmap)";
                             break;
                         }
                         if (std::find(rule.outputs.begin(), rule.outputs.end(), parsed) !=

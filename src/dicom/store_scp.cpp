@@ -116,6 +116,16 @@ Result<ReceivedInstance> read_received_file(const std::filesystem::path& file) {
     return r;
 }
 
+Status check_whole_file(const std::filesystem::path& file) {
+    DcmFileFormat ff;
+    const OFCondition cond =
+        ff.loadFile(file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+    if (cond.bad()) {
+        return Error{std::string("the data set is incomplete or malformed: ") + cond.text()};
+    }
+    return ok_status();
+}
+
 namespace {
 
 /// One association, on its own thread. DCMTK drives negotiation and the DIMSE loop; the

@@ -7,13 +7,16 @@
 #include <mutex>
 #include <spdlog/spdlog.h>
 
+#include "segnode/algorithms/label_io.hpp"
 #include "segnode/core/clock.hpp"
+#include "segnode/imageio/image_io.hpp"
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
 #include "segnode/dicom/store_scu.hpp"
 #include "segnode/dicom/derived_inspect.hpp"
 #include "segnode/pipeline/external_algorithm.hpp"
+#include "segnode/pipeline/job_service.hpp"
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/receive_index.hpp"
 
@@ -120,6 +123,58 @@ Result<store::JobOutput> place_output(const JobContext& ctx, const store::JobRow
     out.size_bytes = static_cast<std::int64_t>(
         std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
     return out;
+}
+
+/// The label map output: jobs/<id>/labels.nii.gz and segments.json beside it (segment
+/// numbers, names, codes, colours, voxel counts and volumes), both written to tmp/ first and
+/// renamed durably; the manifest goes first so a recorded label map always has it.
+Result<store::JobOutput> write_labelmap(const JobContext& ctx, const store::JobRow& job,
+                                        const dicom::LoadedSeries& source,
+                                        const LabelMap& labels, const algorithms::Algorithm& algo,
+                                        const algorithms::Settings& settings) {
+    const std::string stem = "job-" + std::to_string(job.id) + "-";
+    const auto tmp_labels = ctx.workdir.tmp_dir() / (stem + k_labels_file);
+    const auto tmp_manifest = ctx.workdir.tmp_dir() / (stem + k_segments_file);
+    auto cleanup = [&] {
+        std::error_code ec;
+        std::filesystem::remove(tmp_labels, ec);
+        std::filesystem::remove(tmp_manifest, ec);
+    };
+    if (auto st = imageio::write_labels(labels, tmp_labels, algo.name() + " label map"); !st) {
+        cleanup();
+        return st.error();
+    }
+    algorithms::SegmentsManifest manifest;
+    manifest.algorithm_name = algo.name();
+    manifest.algorithm_version = algo.info().version;
+    manifest.settings = settings;
+    manifest.label_file = k_labels_file;
+    manifest.format = "nifti";
+    manifest.geometry = labels.geometry;
+    manifest.source = {{"job", std::to_string(job.id)},
+                       {"study_uid", source.study_uid},
+                       {"series_uid", source.series_uid},
+                       {"frame_of_reference_uid", source.frame_of_reference_uid},
+                       {"modality", source.modality}};
+    manifest.segments = algorithms::segment_stats(labels, algo.info().segments);
+    if (auto st = algorithms::write_segments_json(manifest, tmp_manifest); !st) {
+        cleanup();
+        return st.error();
+    }
+    const auto dir = ctx.workdir.jobs_dir() / std::to_string(job.id);
+    if (auto st = store::durable_rename(tmp_manifest, dir / k_segments_file,
+                                        ctx.config.storage.fsync);
+        !st) {
+        cleanup();
+        return st.error();
+    }
+    auto placed = place_output(ctx, job, tmp_labels, "labelmap", k_labels_file, {}, {}, {});
+    if (!placed) {
+        cleanup();
+        return placed;
+    }
+    placed->items = static_cast<std::int64_t>(manifest.segments.size());
+    return placed;
 }
 
 /// Writes one output to tmp/ and renames it durably to jobs/<id>/<kind>.dcm.
@@ -345,14 +400,18 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         }
         for (const OutputKind kind : labels ? *outputs : std::vector<OutputKind>{}) {
             t = std::chrono::steady_clock::now();
-            auto out = write_output(ctx, job, kind, *loaded, *labels, *algo, stop);
+            auto out = kind == OutputKind::Labelmap
+                           ? write_labelmap(ctx, job, *loaded, *labels, *algo, *settings)
+                           : write_output(ctx, job, kind, *loaded, *labels, *algo, stop);
             if (!out) {
                 fail(ctx, job, std::string(to_string(kind)) + ": " + out.error().message, log);
                 return;
             }
-            log.info(fmt::format("wrote {} ({} {}, {} bytes) in {}", out->relpath,
-                                 out->items, kind == OutputKind::Seg ? "frames" : "contours",
-                                 out->size_bytes, seconds_text(seconds_since(t))));
+            const char* items = kind == OutputKind::Seg        ? "frames"
+                                : kind == OutputKind::Rtstruct ? "contours"
+                                                               : "segments";
+            log.info(fmt::format("wrote {} ({} {}, {} bytes) in {}", out->relpath, out->items,
+                                 items, out->size_bytes, seconds_text(seconds_since(t))));
             written.push_back(std::move(*out));
             if (stopped()) {
                 return;
@@ -400,7 +459,7 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
         std::vector<store::JobOutput> pending;
         std::vector<std::filesystem::path> files;
         for (const store::JobOutput& out : outputs) {
-            if (!out.sent_at) {
+            if (!out.sent_at && out.kind != "labelmap") { // a label map stays on the node
                 pending.push_back(out);
                 files.push_back(ctx.workdir.root() / out.relpath);
             }

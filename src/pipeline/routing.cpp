@@ -169,15 +169,17 @@ Result<std::vector<OutputKind>> parse_outputs(const std::string& text) {
             kind = OutputKind::Seg;
         } else if (item == "rtstruct") {
             kind = OutputKind::Rtstruct;
+        } else if (item == "labelmap") {
+            kind = OutputKind::Labelmap;
         } else {
-            return Error{"'" + item + "' is not an output (seg, rtstruct, both)"};
+            return Error{"'" + item + "' is not an output (seg, rtstruct, labelmap, both)"};
         }
         if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
             kinds.push_back(kind);
         }
     }
     if (kinds.empty()) {
-        return Error{"no outputs given (seg, rtstruct, both)"};
+        return Error{"no outputs given (seg, rtstruct, labelmap, both)"};
     }
     return kinds;
 }

@@ -143,7 +143,8 @@ int run_service(const Config& config, ServiceExtension* extension) {
                                  started_at,
                                  [&jobs] { jobs.wake(); },
                                  [&scp_listening] { return scp_listening.load(); },
-                                 [&server] { return server.active_associations(); }};
+                                 [&server] { return server.active_associations(); },
+                                 &receiver};
     if (extension != nullptr) {
         if (auto st = extension->start(context); !st) {
             spdlog::critical("{}", st.error().message);

@@ -106,6 +106,13 @@ void ReceiveIndex::end_association(std::int64_t id, std::int64_t at, std::int64_
         .run();
 }
 
+void ReceiveIndex::set_association_key(std::int64_t id, std::int64_t api_key_id) {
+    m_db.prepare("UPDATE associations SET api_key_id=? WHERE id=?")
+        .bind(1, api_key_id)
+        .bind(2, id)
+        .run();
+}
+
 int ReceiveIndex::close_stale_associations(std::int64_t at) {
     m_db.prepare("UPDATE associations SET ended_at=?, outcome='failed', detail='segnode stopped "
                  "before the association ended' WHERE ended_at IS NULL AND outcome='accepted'")

@@ -129,13 +129,13 @@ class DbCommandsTest(SegnodeTestCase):
 
         proc = node.cli("db", "migrate")
         self.assertProcOk(proc, "db migrate")
-        self.assertIn("schema version 3", proc.stdout)
+        self.assertIn("schema version 4", proc.stdout)
         self.assertIn("0 migration(s) applied", proc.stdout)
 
         proc = node.cli("db", "status")
         self.assertProcOk(proc, "db status")
         out = proc.stdout
-        self.assertRegex(out, r"schema version:\s+3\b")
+        self.assertRegex(out, r"schema version:\s+4\b")
         self.assertRegex(out, r"instances:\s+5\n")
         self.assertRegex(out, r"series:\s+1 receiving, 0 complete, 0 routed")
         self.assertRegex(out, rf"associations:\s+{assoc_count}\n")
@@ -153,7 +153,7 @@ class DbCommandsTest(SegnodeTestCase):
 
         proc = run_cli("--workdir", str(work), "db", "migrate")
         self.assertProcOk(proc, "db migrate")
-        self.assertIn("3 migration(s) applied", proc.stdout)
+        self.assertIn("4 migration(s) applied", proc.stdout)
         proc = run_cli("--workdir", str(work), "db", "status")
         self.assertProcOk(proc, "db status")
         self.assertRegex(proc.stdout, r"instances:\s+0\n")

@@ -34,6 +34,7 @@ ROUTES = [
     ("GET", "/api/v1/algorithms/body", "read", None),
     ("GET", "/api/v1/series", "read", None),
     ("GET", "/api/v1/series/1.2.3.4", "read", None),
+    ("POST", "/api/v1/studies", "submit", None),  # no body: 415 once authorised
     ("POST", "/api/v1/series/1.2.3.4/complete", "submit", None),
     ("GET", "/api/v1/jobs", "read", None),
     ("POST", "/api/v1/jobs", "submit", {"series_uid": "1.2.3.4", "algorithm": "body"}),

@@ -154,6 +154,10 @@ TEST(Routing, OutputsAndSettingsText) {
     EXPECT_EQ(pipeline::outputs_text({OutputKind::Seg, OutputKind::Rtstruct}), "seg,rtstruct");
     EXPECT_EQ(pipeline::parse_outputs("both")->size(), 2U);
     EXPECT_EQ(*pipeline::parse_outputs("rtstruct"), std::vector<OutputKind>{OutputKind::Rtstruct});
+    EXPECT_EQ(*pipeline::parse_outputs("seg,labelmap"),
+              (std::vector<OutputKind>{OutputKind::Seg, OutputKind::Labelmap}));
+    EXPECT_EQ(pipeline::outputs_text({OutputKind::Labelmap, OutputKind::Seg}), "labelmap,seg");
+    EXPECT_FALSE(pipeline::parse_outputs("nifti").ok());
     EXPECT_FALSE(pipeline::parse_outputs("seg,png").ok());
     const std::vector<std::pair<std::string, std::string>> settings{{"a", "1"}, {"b", "x=y"}};
     EXPECT_EQ(pipeline::parse_settings_text(pipeline::settings_text(settings)), settings);

@@ -23,6 +23,14 @@ namespace segnode::api {
 /// The role order: read < submit < admin.
 int role_rank(Role role);
 
+class StowUpload;
+
+/// The start of a streamed upload: the upload to feed, or the response refusing it.
+struct UploadStart {
+    std::unique_ptr<StowUpload> upload;
+    HttpResponse refusal;
+};
+
 class ApiHandler {
 public:
     explicit ApiHandler(const pipeline::ServiceContext& context);
@@ -40,6 +48,13 @@ public:
     /// Waits for the work handed to the worker threads and stops them; later offloaded
     /// requests are answered 503. Called by the server after its I/O threads stopped.
     void stop();
+
+    /// POST /api/v1/studies (STOW-RS): the server streams its body instead of calling
+    /// handle(). True for the method and path of that route.
+    static bool is_upload(const std::string& method, const std::string& path);
+    /// Checks an upload's headers (key and role, media type, Content-Length against
+    /// http.max_upload_mb) before any of its body is read; `request.body` is not used.
+    UploadStart begin_upload(const HttpRequest& request);
 
     /// Counted by the server for /metrics: connections refused over http.max_connections,
     /// clients cut off for not sending their headers in time.

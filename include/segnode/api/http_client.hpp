@@ -1,6 +1,8 @@
 #pragma once
 // A small blocking HTTP(S) client for the admin CLI acting on a remote node (`--server URL`).
 // The key goes in an Authorization header; it is never part of the URL or an argument.
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include "segnode/core/result.hpp"
@@ -28,5 +30,17 @@ Result<ClientResponse> http_request(const ServerUrl& server, const std::string& 
                                     const std::string& target, const std::string& key,
                                     const std::string& body = {},
                                     const std::string& ca_file = {});
+
+/// The pieces of a streamed request body: each call returns the next piece, an empty string
+/// at the end, or an error that stops the request.
+using BodySource = std::function<Result<std::string>()>;
+
+/// A POST whose body (`length` bytes of `content_type`) is streamed from `next`, so an upload
+/// never has to be held in memory. The answer is read even if the server answered before the
+/// whole body was sent (a 401, 413 or 415 refusing it).
+Result<ClientResponse> http_upload(const ServerUrl& server, const std::string& target,
+                                   const std::string& key, const std::string& content_type,
+                                   std::uint64_t length, const BodySource& next,
+                                   const std::string& ca_file = {});
 
 } // namespace segnode::api

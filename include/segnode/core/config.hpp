@@ -67,7 +67,9 @@ struct PeerConfig {
     std::string where; ///< file:line:column of the entry, for later checks
 };
 
-enum class OutputKind { Seg, Rtstruct };
+/// Job outputs: DICOM SEG, RTSTRUCT, and a label map (labels.nii.gz + segments.json, kept on
+/// the node for download, never sent).
+enum class OutputKind { Seg, Rtstruct, Labelmap };
 
 /// One routing rule: match keys (all given must match) and the action.
 struct RuleConfig {
@@ -125,6 +127,7 @@ struct HttpConfig {
     std::string bind_address = "127.0.0.1"; ///< IPv4
     std::uint16_t port = 8080;
     unsigned max_body_bytes = 1048576;  ///< larger request bodies: 413
+    unsigned max_upload_mb = 1024;      ///< STOW-RS upload bodies (streamed to disk): 413 above
     unsigned max_header_bytes = 16384;  ///< larger request headers: 431
     unsigned header_timeout_s = 10;     ///< a client must send its headers within this time
     unsigned max_connections = 64;      ///< connections beyond this are closed at once

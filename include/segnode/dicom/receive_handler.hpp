@@ -89,6 +89,11 @@ namespace segnode::dicom {
 /// the pixel data). Used on every C-STORE and by start-up recovery of unindexed files.
 Result<ReceivedInstance> read_received_file(const std::filesystem::path& file);
 
+/// Reads a whole Part 10 file (values over 4 KiB are skipped, not loaded) and fails if it
+/// ends early or is malformed after the attributes read_received_file reads: the check for a
+/// file that did not come through DIMSE (an HTTP upload), where nothing else proves it whole.
+Status check_whole_file(const std::filesystem::path& file);
+
 /// Byte offset of the data set in a DICOM Part 10 file (preamble + file meta information),
 /// read from the meta group length; error if the file has no valid meta header.
 std::uintmax_t file_dataset_offset(const std::filesystem::path& file, std::string& error);

@@ -16,6 +16,10 @@
 
 namespace segnode::pipeline {
 
+/// The files of a job's `labelmap` output, in jobs/<id>/ and as download names.
+inline constexpr const char* k_labels_file = "labels.nii.gz";
+inline constexpr const char* k_segments_file = "segments.json";
+
 /// Why a job request was not carried out. The HTTP API maps each to a status code.
 enum class JobProblem {
     None,

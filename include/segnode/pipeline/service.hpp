@@ -6,6 +6,7 @@
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/core/result.hpp"
+#include "segnode/dicom/receive_handler.hpp"
 #include "segnode/store/workdir.hpp"
 
 namespace segnode::pipeline {
@@ -23,6 +24,8 @@ struct ServiceContext {
     std::function<void()> wake_jobs;                ///< dispatch new/changed jobs now
     std::function<bool()> scp_listening;            ///< the Storage SCP accepts associations
     std::function<std::size_t()> active_associations; ///< associations in progress
+    /// The receiver of C-STORE, for instances that arrive another way (STOW-RS uploads).
+    dicom::ReceiveHandler* receiver = nullptr;
 };
 
 /// A component `run_service` starts after the Storage SCP and the job runner, and stops first

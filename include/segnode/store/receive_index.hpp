@@ -97,6 +97,8 @@ public:
     void end_association(std::int64_t id, std::int64_t at, std::int64_t stored,
                          std::int64_t refused, const std::string& outcome,
                          const std::string& detail = {});
+    /// Records the API key that sent an HTTP upload (STOW-RS) recorded as association `id`.
+    void set_association_key(std::int64_t id, std::int64_t api_key_id);
     /// At start-up: associations left open by a crash are closed as "failed".
     int close_stale_associations(std::int64_t at);
 
