@@ -170,6 +170,14 @@ StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
         std::error_code ec;
         fs::remove(in.temp_file, ec);
         return {status::out_of_resources, "segnode could not index the instance; retry later"};
+    } catch (const std::exception& e) {
+        // Nothing may escape to the association's thread: the sender gets a failure with the
+        // reason, the association and the node carry on.
+        spdlog::error("C-STORE {} from {}: internal error: {}", in.sop_instance_uid,
+                      assoc.calling_ae, e.what());
+        std::error_code ec;
+        fs::remove(in.temp_file, ec);
+        return {status::processing_failure, std::string("internal error: ") + e.what()};
     }
 }
 
