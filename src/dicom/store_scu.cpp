@@ -721,8 +721,15 @@ Result<EchoResult> echo(const PeerAddress& peer, const ScuOptions& options) {
 }
 
 Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuOptions& options,
-                                             const std::vector<std::filesystem::path>& files) {
+                                             const std::vector<std::filesystem::path>& files,
+                                             const OutcomeListener& on_outcome) {
     std::vector<StoreOutcome> outcomes;
+    auto add = [&](StoreOutcome outcome) {
+        outcomes.push_back(std::move(outcome));
+        if (on_outcome) {
+            on_outcome(outcomes.size() - 1, outcomes.back());
+        }
+    };
     if (files.empty()) {
         return outcomes;
     }
@@ -742,7 +749,7 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
     }
     if (contexts.empty()) { // nothing readable: no association
         for (std::size_t i = 0; i < files.size(); ++i) {
-            outcomes.push_back(failed(files[i], infos[i], infos[i].error));
+            add(failed(files[i], infos[i], infos[i].error));
         }
         return outcomes;
     }
@@ -758,11 +765,11 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
     std::string broken_reason;
     for (std::size_t i = 0; i < files.size(); ++i) {
         if (!infos[i].error.empty()) {
-            outcomes.push_back(failed(files[i], infos[i], infos[i].error));
+            add(failed(files[i], infos[i], infos[i].error));
             continue;
         }
         if (!broken_reason.empty()) {
-            outcomes.push_back(failed(files[i], infos[i], "not sent: " + broken_reason));
+            add(failed(files[i], infos[i], "not sent: " + broken_reason));
             continue;
         }
         SendStep step = send_one(assoc, files[i], infos[i]);
@@ -770,7 +777,7 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
             broken_reason = assoc.describe_dimse_failure(step.cause, "C-STORE response");
             assoc.drop(step.cause);
         }
-        outcomes.push_back(std::move(step.outcome));
+        add(std::move(step.outcome)); // may throw: the Association's destructor aborts
     }
     assoc.release();
 
