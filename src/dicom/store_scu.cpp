@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmnet/scu.h"
+#include "dcmtk_private.hpp"
 #include "segnode/dicom/environment.hpp"
 
 #include <algorithm>
@@ -110,17 +111,6 @@ std::string describe_peer(const PeerAddress& peer) {
 }
 
 namespace {
-
-// DcmSCU (3.6.7) keeps its T_ASC_Parameters private and, on A-ASSOCIATE-RJ or refused
-// presentation contexts, only writes the peer's answer to its debug log. An explicit template
-// instantiation may name a private member ([temp.spec.general]/6): this reads the pointer
-// without patching DCMTK. Only read through it, after negotiateAssociation().
-using ScuParamsMember = T_ASC_Parameters* DcmSCU::*;
-ScuParamsMember dcmscu_params_member();
-template <ScuParamsMember Member> struct DcmScuParamsAccess {
-    friend ScuParamsMember dcmscu_params_member() { return Member; }
-};
-template struct DcmScuParamsAccess<&DcmSCU::m_params>;
 
 std::string hex4(std::uint16_t v) {
     static constexpr char digits[] = "0123456789ABCDEF";
@@ -350,7 +340,7 @@ public:
     }
 
 private:
-    T_ASC_Parameters* params() { return this->*dcmscu_params_member(); }
+    T_ASC_Parameters* params() { return dcmscu_parameters(*this); } // dcmtk_private.hpp
 
     static std::string proposed_syntaxes(const T_ASC_PresentationContext& pc) {
         std::string out = "proposed ";

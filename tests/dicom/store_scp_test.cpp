@@ -12,6 +12,7 @@
 
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmnet/scu.h"
+#include "dcmtk_private.hpp"
 #include "phantom.hpp"
 #include "test_util.hpp"
 
@@ -265,6 +266,57 @@ TEST(StoreScp, DrainEndsAnIdleAssociationAfterTheGraceAndJoinsItsThread) {
     ASSERT_EQ(ends.size(), 2U);
     EXPECT_EQ(ends[1].rfind("aborted: node shutting down", 0), 0U) << ends[1];
     EXPECT_TRUE(idle.sendECHORequest(0).bad()) << "the association was ended";
+}
+
+
+/// dcmtk_private.hpp: what the private access reads must be DcmSCU's association parameters,
+/// on a real association. A DCMTK whose DcmSCU changed breaks these loudly (dcmtk_private.cpp
+/// does not even compile against a version other than the one checked).
+DcmSCU& negotiate(DcmSCU& scu, std::uint16_t port, const char* called) {
+    scu.setAETitle("PRIVSCU");
+    scu.setPeerAETitle(called);
+    scu.setPeerHostName("127.0.0.1");
+    scu.setPeerPort(port);
+    scu.setACSETimeout(5);
+    OFList<OFString> ts;
+    ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+    EXPECT_TRUE(scu.addPresentationContext(UID_VerificationSOPClass, ts).good());
+    EXPECT_TRUE(scu.addPresentationContext(UID_SecondaryCaptureImageStorage, ts).good());
+    EXPECT_TRUE(scu.initNetwork().good());
+    return scu;
+}
+
+TEST(DcmtkPrivate, TheVersionIsTheOneTheAccessWasCheckedAgainst) {
+    EXPECT_EQ(PACKAGE_VERSION_NUMBER, dcmtk_private_checked_version)
+        << "DCMTK changed: re-check dcmtk_private.cpp";
+}
+
+TEST(DcmtkPrivate, DcmScuParametersAreThoseOfTheNegotiatedAssociation) {
+    ThrowingHandler handler;
+    RunningScp scp(handler);
+    ASSERT_TRUE(scp.server) << "no free port";
+    EXPECT_FALSE(echo(scp.peer(), RunningScp::scu()).ok()); // spends the handler's throw
+    ASSERT_TRUE(scp.server->wait_for_associations(std::chrono::seconds(10)));
+
+    DcmSCU accepted;
+    ASSERT_TRUE(negotiate(accepted, scp.port, "SEGNODE").negotiateAssociation().good());
+    T_ASC_Parameters* params = dcmscu_parameters(accepted);
+    ASSERT_NE(params, nullptr);
+    EXPECT_EQ(ASC_countPresentationContexts(params), 2);
+    EXPECT_EQ(ASC_countAcceptedPresentationContexts(params), 1); // Secondary Capture refused
+    T_ASC_PresentationContext pc;
+    ASSERT_TRUE(ASC_getPresentationContext(params, 1, &pc).good());
+    EXPECT_STREQ(pc.abstractSyntax, UID_SecondaryCaptureImageStorage);
+    EXPECT_EQ(pc.resultReason, ASC_P_ABSTRACTSYNTAXNOTSUPPORTED);
+    EXPECT_STREQ(params->DULparams.calledAPTitle, "SEGNODE");
+    (void)accepted.releaseAssociation();
+
+    DcmSCU rejected;
+    EXPECT_TRUE(negotiate(rejected, scp.port, "NOTSEGNODE").negotiateAssociation().bad());
+    T_ASC_RejectParameters rej{};
+    ASSERT_TRUE(ASC_getRejectParameters(dcmscu_parameters(rejected), &rej).good());
+    EXPECT_EQ(rej.result, ASC_RESULT_REJECTEDPERMANENT);
+    EXPECT_EQ(rej.reason, ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
 }
 
 } // namespace
