@@ -653,6 +653,9 @@ Status StoreScpServer::open() {
     cfg.setMaxReceivePDULength(m_options.max_pdu_bytes);
     cfg.setACSETimeout(m_options.acse_timeout_s);
     cfg.setDIMSETimeout(m_options.dimse_timeout_s);
+    // DCMTK's default DIMSE mode is blocking, which ignores the DIMSE timeout: an association
+    // that stopped sending would stay open (and hold a max_associations slot) for ever.
+    cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
     cfg.setConnectionBlockingMode(DUL_NOBLOCK);
     cfg.setHostLookupEnabled(OFFalse);
     cfg.setProgressNotificationMode(m_options.early_writeback ? OFTrue : OFFalse);

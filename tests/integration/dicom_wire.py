@@ -31,6 +31,17 @@ def associate_rq(called, calling, contexts, max_pdu=16384):
     return pdu(0x01, body)
 
 
+def uid_value(uid):
+    raw = uid.encode("ascii")
+    return raw + b"\0" if len(raw) % 2 else raw
+
+
+def store_command(sop_class, sop_uid, message_id=1):
+    return {0x0002: uid_value(sop_class), 0x0100: struct.pack("<H", C_STORE_RQ),
+            0x0110: struct.pack("<H", message_id), 0x0700: struct.pack("<H", 0),
+            0x0800: struct.pack("<H", 0x0000), 0x1000: uid_value(sop_uid)}
+
+
 class RawAssociation:
     """One association opened over a plain socket. accepted: {pcid: transfer syntax}."""
 
@@ -82,6 +93,30 @@ class RawAssociation:
         self.sock.sendall(p_data(pcid, cmd, is_command=True))
         rsp = self.read_response()
         return struct.unpack("<H", rsp[0x0900])[0]
+
+    def send_command(self, pcid, elements):
+        self.sock.sendall(p_data(pcid, command_set(elements), is_command=True))
+
+    def send_dataset(self, pcid, data, fragment=8192):
+        """The data set in P-DATA PDUs of at most `fragment` bytes, the last one flagged."""
+        for i in range(0, max(len(data), 1), fragment):
+            chunk = data[i:i + fragment]
+            last = i + fragment >= len(data)
+            control = 0x02 if last else 0x00
+            self.sock.sendall(pdu(0x04, struct.pack(">IBB", len(chunk) + 2, pcid, control)
+                                  + chunk))
+
+    def store(self, pcid, sop_class, sop_uid, data, message_id=1):
+        """One C-STORE; returns (status, Error Comment or "")."""
+        self.send_command(pcid, store_command(sop_class, sop_uid, message_id))
+        self.send_dataset(pcid, data)
+        return self.status_of(self.read_response())
+
+    @staticmethod
+    def status_of(rsp):
+        status = struct.unpack("<H", rsp[0x0900])[0]
+        comment = rsp.get(0x0902, b"").rstrip(b"\0 ").decode("ascii", "replace")
+        return status, comment
 
     def release(self):
         self.sock.sendall(pdu(0x05, b"\0" * 4))
