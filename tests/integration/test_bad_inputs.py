@@ -217,6 +217,24 @@ class BadInputCatalogue(SegnodeTestCase):
         self.assertEqual(node.echo(aet="HEALTHCHECK").returncode, 0)
         self.assertStopsCleanly(node)
 
+    @unittest.expectedFailure
+    def test_a_rejected_peer_that_keeps_its_connection_does_not_hold_a_slot(self):
+        """Known bug: after segnode's A-ASSOCIATE-RJ (here: wrong called AE), DCMTK's worker
+        waits for the peer to close the TCP connection; a peer that keeps it open holds its
+        association thread and a dicom.max_associations slot (still after 4 s with
+        acse_timeout_s = 3). After an A-ABORT the wait ends with the ACSE timeout."""
+        node = self.node({"dicom": {"max_associations": 1, "acse_timeout_s": 3}})
+        wrong = RawAssociation(node.port, "NOTSEGNODE", contexts=self.contexts())
+        self.addCleanup(wrong.close)
+        self.assertEqual(wrong.pdu_type, 0x03)
+        deadline = time.monotonic() + 5
+        while True:
+            good = self.open(node, calling="NEXT")
+            if good.pdu_type == 0x02 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(good.pdu_type, 0x02, "the slot is still held by the rejected peer")
+
 
 if __name__ == "__main__":
     unittest.main()
