@@ -217,6 +217,38 @@ class BadInputCatalogue(SegnodeTestCase):
         self.assertEqual(node.echo(aet="HEALTHCHECK").returncode, 0)
         self.assertStopsCleanly(node)
 
+    def test_calling_ae_not_allowed_and_no_acceptable_context_are_rejected(self):
+        node = self.node({"dicom": {"allowed_callers": [{"ae_title": "GOODSCU"},
+                                                        {"ae_title": "ONLYSC"}]}})
+        bystander = self.open(node, calling="GOODSCU")
+        self.assertEqual(bystander.pdu_type, 0x02)
+
+        with self.subTest("calling AE title not allowed"):
+            bad = RawAssociation(node.port, NODE_AE, calling="INTRUDER", contexts=self.contexts())
+            self.addCleanup(bad.close)
+            self.assertEqual(bad.pdu_type, 0x03)
+            bad.close()
+            detail = node.scalar("SELECT detail FROM associations WHERE calling_ae = 'INTRUDER'")
+            self.assertIn("not in the allow-list", detail)
+            data, uid = self.clean(1)
+            self.assertEqual(bystander.store(1, CT_IMAGE_STORAGE, uid, data), (SUCCESS, ""))
+
+        with self.subTest("only an unsupported SOP class proposed"):
+            sc = RawAssociation(node.port, NODE_AE, calling="ONLYSC",
+                                contexts=[(1, SECONDARY_CAPTURE, [self.ts])])
+            self.addCleanup(sc.close)
+            self.assertEqual(sc.pdu_type, 0x03)
+            sc.close()
+            node.wait_for(lambda: node.scalar("SELECT detail FROM associations WHERE "
+                                              "calling_ae = 'ONLYSC'") is not None, 10,
+                          what="the ONLYSC rejection to be recorded")
+            detail = node.scalar("SELECT detail FROM associations WHERE calling_ae = 'ONLYSC'")
+            self.assertIn("no acceptable presentation context", detail)
+            data, uid = self.clean(2)
+            self.assertEqual(bystander.store(1, CT_IMAGE_STORAGE, uid, data, 2), (SUCCESS, ""))
+        bystander.release()
+        self.assertStopsCleanly(node)
+
     @unittest.expectedFailure
     def test_a_rejected_peer_that_keeps_its_connection_does_not_hold_a_slot(self):
         """Known bug: after segnode's A-ASSOCIATE-RJ (here: wrong called AE), DCMTK's worker
