@@ -130,6 +130,10 @@ bind_address = "127.0.0.1"
 
 [storage]
 fsync = $segnode_fsync
+
+# The receive path only: no HTTP API (its default port may be taken on a shared machine).
+[http]
+enabled = false
 EOF
 
 if command -v sqlite3 >/dev/null; then

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <spdlog/spdlog.h>
+#include <list>
 #include <memory>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcmetinf.h"
+#include "dcmtk/dcmnet/dcmlayer.h"
 #include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/diutil.h"
 #include "dcmtk/dcmnet/dul.h"
@@ -25,6 +27,8 @@
 
 namespace segnode::dicom {
 namespace {
+
+std::atomic<std::uint64_t> discarded_datasets{0};
 
 constexpr const char* k_verification = "1.2.840.10008.1.1";
 
@@ -37,36 +41,87 @@ std::string trim(const char* s) {
     return out.substr(first, out.find_last_not_of(' ') - first + 1);
 }
 
-std::string socket_peer_address(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof(ss);
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-        return "unknown";
-    }
-    char buf[INET6_ADDRSTRLEN] = {};
-    if (ss.ss_family == AF_INET) {
-        const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
-    } else if (ss.ss_family == AF_INET6) {
-        const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-        inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
-    }
-    return buf;
-}
+/// The socket of one accepted association, shared between its DCMTK connection object and the
+/// server (which shuts it down when the shutdown grace period is over). `closed` is set under
+/// the mutex before DCMTK closes the descriptor, so a shutdown never reaches a reused number.
+struct AssociationSocket {
+    std::recursive_mutex mutex; // DcmTCPConnection::close() calls closeTransportConnection()
+    int fd = -1;
+    bool closed = false;
 
-// DcmTransportConnection::getSocket() is protected; naming it through a derived class yields
-// a pointer to member of the base, which may then be called on any connection.
-struct SocketAccess : DcmTransportConnection {
-    using DcmTransportConnection::getSocket;
+    void shut_down(int how) {
+        const std::lock_guard lock(mutex);
+        if (!closed && fd >= 0) {
+            ::shutdown(fd, how);
+        }
+    }
 };
 
-int association_socket(T_ASC_Association* assoc) {
-    DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation);
-    if (conn == nullptr) {
-        return -1;
+/// DCMTK's plain TCP connection, reporting when it closes its socket. Everything here is
+/// public DCMTK API: getSocket() is protected, and is called from the derived class.
+class TrackedConnection : public DcmTCPConnection {
+public:
+    TrackedConnection(DcmNativeSocketType fd, std::shared_ptr<AssociationSocket> socket)
+        : DcmTCPConnection(fd), m_socket(std::move(socket)) {
+        m_socket->fd = getSocket();
     }
-    DcmNativeSocketType (DcmTransportConnection::*get)() = &SocketAccess::getSocket;
-    return (conn->*get)();
+    ~TrackedConnection() override { mark_closed(); } // the base destructor closes the socket
+    TrackedConnection(const TrackedConnection&) = delete;
+    TrackedConnection& operator=(const TrackedConnection&) = delete;
+
+    void close() override {
+        const std::lock_guard lock(m_socket->mutex);
+        m_socket->closed = true;
+        DcmTCPConnection::close();
+    }
+    void closeTransportConnection() override {
+        const std::lock_guard lock(m_socket->mutex);
+        m_socket->closed = true;
+        DcmTCPConnection::closeTransportConnection();
+    }
+    [[nodiscard]] const std::shared_ptr<AssociationSocket>& socket() const { return m_socket; }
+
+private:
+    void mark_closed() {
+        const std::lock_guard lock(m_socket->mutex);
+        m_socket->closed = true;
+    }
+    std::shared_ptr<AssociationSocket> m_socket;
+};
+
+/// The transport layer of the listening network (ASC_setTransportLayer): every accepted
+/// connection gets TCP_NODELAY (DCMTK keeps Nagle's algorithm on unless the environment says
+/// otherwise) and a TrackedConnection, so that the server can reach its socket.
+class TrackingTransportLayer : public DcmTransportLayer {
+public:
+    DcmTransportConnection* createConnection(DcmNativeSocketType fd,
+                                             OFBool use_secure_layer) override {
+        if (use_secure_layer) {
+            return nullptr; // no TLS here; DCMTK closes the socket and fails the association
+        }
+        const int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return new TrackedConnection(fd, std::make_shared<AssociationSocket>());
+    }
+};
+
+/// The socket record of an association received on a TrackingTransportLayer (nullptr if not).
+std::shared_ptr<AssociationSocket> association_socket(T_ASC_Association* assoc) {
+    auto* conn = dynamic_cast<TrackedConnection*>(DUL_getTransportConnection(assoc->DULassociation));
+    return conn != nullptr ? conn->socket() : nullptr;
+}
+
+/// The peer's numeric address as DCMTK recorded it (host lookup is disabled in open()).
+std::string peer_address(T_ASC_Association* assoc) {
+    char calling[128] = {};
+    char called[128] = {};
+    if (ASC_getPresentationAddresses(assoc->params, calling, sizeof(calling), called,
+                                     sizeof(called))
+            .bad() ||
+        calling[0] == '\0') {
+        return "unknown";
+    }
+    return calling;
 }
 
 std::string get_string(DcmItem& item, const DcmTagKey& tag) {
@@ -132,8 +187,11 @@ namespace {
 /// overridden hooks apply segnode's policy and forward received objects to the handler.
 class StoreWorker : public DcmThreadSCP {
 public:
-    StoreWorker(const ScpOptions& options, ReceiveHandler& handler, AssociationInfo info)
-        : m_options(options), m_handler(handler), m_info(std::move(info)) {}
+    /// `closing` is set by the server when it ends the association at shutdown.
+    StoreWorker(const ScpOptions& options, ReceiveHandler& handler, AssociationInfo info,
+                T_ASC_Association* assoc, const std::atomic<bool>& closing)
+        : m_options(options), m_handler(handler), m_info(std::move(info)), m_assoc(assoc),
+          m_closing(closing) {}
 
     ~StoreWorker() override = default;
     StoreWorker(const StoreWorker&) = delete;
@@ -142,6 +200,11 @@ public:
     /// Reports the end of an accepted association; called by the worker thread after run()
     /// returns, whichever way the association ended.
     void report_end() {
+        if (m_closing.load()) {
+            m_outcome = "aborted";
+            m_detail = "node shutting down: the association was still open when the shutdown "
+                       "grace period ended";
+        }
         if (m_accepted) {
             m_handler.association_ended(m_info, m_stored, m_refused, m_outcome, m_detail);
         }
@@ -374,15 +437,26 @@ private:
                                  req.AffectedSOPInstanceUID, result.status, detail_ptr);
     }
 
-    /// Reads and discards a data set we will not keep, then sends the refusal.
-    OFCondition refuse_in_memory(T_DIMSE_C_StoreRQ& req, T_ASC_PresentationContextID pres_id,
-                                 const StoreStatus& result) {
-        DcmDataset* ds = nullptr;
-        const OFCondition cond = receiveSTORERequest(req, pres_id, ds);
-        delete ds;
+    /// Discards the data set of a C-STORE refused before it is received (DIMSE_ignoreDataSet:
+    /// its PDVs are read and dropped one PDU at a time, nothing is parsed or buffered), then
+    /// sends the refusal.
+    OFCondition discard_and_refuse(T_DIMSE_C_StoreRQ& req, T_ASC_PresentationContextID pres_id,
+                                   const StoreStatus& result) {
+        DIC_UL bytes = 0;
+        DIC_UL pdvs = 0;
+        const bool blocking = m_options.dimse_timeout_s == 0;
+        const OFCondition cond =
+            DIMSE_ignoreDataSet(m_assoc, blocking ? DIMSE_BLOCKING : DIMSE_NONBLOCKING,
+                                static_cast<int>(m_options.dimse_timeout_s), &bytes, &pdvs);
         if (cond.bad()) {
+            m_outcome = "failed";
+            m_detail = std::string("network error while discarding a refused data set: ") +
+                       cond.text();
             return cond;
         }
+        discarded_datasets.fetch_add(1);
+        spdlog::debug("C-STORE {}: refused data set discarded unread ({} bytes in {} PDVs)",
+                      req.AffectedSOPInstanceUID, bytes, pdvs);
         ++m_refused;
         m_handler.refused(m_info, req.AffectedSOPInstanceUID, result.status, result.comment, {});
         return respond(pres_id, req, result);
@@ -393,7 +467,7 @@ private:
         const std::string sop_class = req.AffectedSOPClassUID;
         if (!is_supported_storage_sop_class(sop_class) || sop_class != pres.abstractSyntax.c_str()) {
             const std::string name = uid_name(sop_class);
-            return refuse_in_memory(
+            return discard_and_refuse(
                 req, pres_id,
                 {status::sop_class_not_supported,
                  "SOP class " + sop_class + (name.empty() ? "" : " (" + name + ")") +
@@ -402,7 +476,7 @@ private:
                           : " is not supported")});
         }
         if (StoreStatus gate = m_handler.admission(); !gate.success()) {
-            return refuse_in_memory(req, pres_id, gate);
+            return discard_and_refuse(req, pres_id, gate);
         }
         const std::filesystem::path temp = m_handler.new_temp_file();
         OFCondition cond;
@@ -437,7 +511,7 @@ private:
                               temp);
             return respond(pres_id, req, result);
         }
-        result = m_handler.store(m_info, *parsed);
+        result = store_guarded(*parsed);
         if (result.success()) {
             ++m_stored;
         } else {
@@ -446,9 +520,29 @@ private:
         return respond(pres_id, req, result);
     }
 
+    /// The handler's store(), with any exception turned into a failure status that names it
+    /// (0110 Processing failure + Error Comment): the association and the node carry on.
+    StoreStatus store_guarded(const ReceivedInstance& instance) {
+        std::string what;
+        try {
+            return m_handler.store(m_info, instance);
+        } catch (const std::exception& e) {
+            what = e.what();
+        } catch (...) {
+            what = "unknown exception";
+        }
+        spdlog::error("C-STORE {} from {}: internal error: {}", instance.sop_instance_uid,
+                      m_info.calling_ae, what);
+        std::error_code ec;
+        std::filesystem::remove(instance.temp_file, ec); // if the handler left it
+        return {status::processing_failure, "internal error: " + what};
+    }
+
     const ScpOptions& m_options;
     ReceiveHandler& m_handler;
     AssociationInfo m_info;
+    T_ASC_Association* m_assoc;
+    const std::atomic<bool>& m_closing;
     const T_ASC_Parameters* m_params = nullptr;
     bool m_accepted = false;
     std::string m_outcome = "released"; ///< released, aborted or failed (schema values)
@@ -464,7 +558,7 @@ private:
 /// The body of an association's thread.
 void run_association(const ScpOptions& options, ReceiveHandler& handler,
                      const DcmSharedSCPConfig& shared, T_ASC_Association* assoc,
-                     const AssociationInfo& info) noexcept {
+                     const AssociationInfo& info, const std::atomic<bool>& closing) noexcept {
     // Nothing may escape an association's thread (std::terminate would end the node): an
     // exception is logged and the association aborted.
     std::unique_ptr<StoreWorker> worker;
@@ -494,7 +588,7 @@ void run_association(const ScpOptions& options, ReceiveHandler& handler,
         }
     };
     try {
-        worker = std::make_unique<StoreWorker>(options, handler, info);
+        worker = std::make_unique<StoreWorker>(options, handler, info, assoc, closing);
         if (OFCondition c = worker->setSharedConfig(shared); c.bad()) {
             spdlog::error("association from {}: SCP configuration refused: {}",
                           info.peer_address, c.text());
@@ -519,9 +613,19 @@ void run_association(const ScpOptions& options, ReceiveHandler& handler,
 
 } // namespace
 
+std::uint64_t refused_datasets_discarded() { return discarded_datasets.load(); }
+
 struct StoreScpServer::Network {
     T_ASC_Network* net = nullptr;
     DcmSharedSCPConfig shared;
+};
+
+/// One association's thread and what the server needs to end it at shutdown.
+struct StoreScpServer::Live {
+    std::thread thread;
+    std::shared_ptr<AssociationSocket> socket; ///< nullptr if the socket is unknown
+    std::atomic<bool> closing{false};
+    bool done = false; ///< guarded by the server's mutex
 };
 
 ScpOptions scp_options_from(const Config& config) {
@@ -542,6 +646,8 @@ StoreScpServer::StoreScpServer(ScpOptions options, ReceiveHandler& handler)
     : m_options(std::move(options)), m_handler(handler), m_network(std::make_unique<Network>()) {}
 
 StoreScpServer::~StoreScpServer() {
+    // Normally drained already; otherwise the remaining associations are cut now.
+    (void)drain_associations(std::chrono::milliseconds(0), std::chrono::milliseconds(0));
     if (m_network && m_network->net != nullptr) {
         ASC_dropNetwork(&m_network->net);
     }
@@ -557,6 +663,9 @@ Status StoreScpServer::open() {
     cfg.setMaxReceivePDULength(m_options.max_pdu_bytes);
     cfg.setACSETimeout(m_options.acse_timeout_s);
     cfg.setDIMSETimeout(m_options.dimse_timeout_s);
+    // DCMTK's default DIMSE mode is blocking, which ignores the DIMSE timeout: an association
+    // that stopped sending would stay open (and hold a max_associations slot) for ever.
+    cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
     cfg.setConnectionBlockingMode(DUL_NOBLOCK);
     cfg.setHostLookupEnabled(OFFalse);
     cfg.setProgressNotificationMode(m_options.early_writeback ? OFTrue : OFFalse);
@@ -587,6 +696,12 @@ Status StoreScpServer::open() {
                                        &m_network->net);
         c.bad()) {
         return Error{std::string("cannot initialise the DICOM network: ") + c.text()};
+    }
+    // Peers are named by their numeric address (ASC_getPresentationAddresses), without a
+    // reverse DNS lookup per association (DCMTK's default).
+    dcmDisableGethostbyaddr.set(OFTrue);
+    if (auto c = ASC_setTransportLayer(m_network->net, new TrackingTransportLayer(), 1); c.bad()) {
+        return Error{std::string("cannot set the DICOM transport layer: ") + c.text()};
     }
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -626,6 +741,7 @@ Status StoreScpServer::open() {
 
 void StoreScpServer::run() {
     while (!m_stop.load()) {
+        reap_finished();
         T_ASC_Association* assoc = nullptr;
         const OFCondition cond =
             ASC_receiveAssociation(m_network->net, &assoc, static_cast<long>(m_options.max_pdu_bytes),
@@ -640,15 +756,10 @@ void StoreScpServer::run() {
             }
             continue;
         }
-        const int sock = association_socket(assoc);
         AssociationInfo info;
         info.calling_ae = trim(assoc->params->DULparams.callingAPTitle);
         info.called_ae = trim(assoc->params->DULparams.calledAPTitle);
-        info.peer_address = sock >= 0 ? socket_peer_address(sock) : "unknown";
-        if (sock >= 0) {
-            const int one = 1;
-            setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
+        info.peer_address = peer_address(assoc);
         bool over_limit = false;
         {
             std::lock_guard lock(m_mutex);
@@ -672,24 +783,31 @@ void StoreScpServer::run() {
             }
             m_handler.association_rejected(info, reason);
             if (!over_limit) {
-                worker_finished();
+                worker_finished(nullptr);
             }
             ASC_dropAssociation(assoc);
             ASC_destroyAssociation(&assoc);
             continue;
         }
+        Live* live = nullptr;
+        {
+            std::lock_guard lock(m_mutex);
+            live = &m_live.emplace_back();
+            live->socket = association_socket(assoc);
+        }
         try {
-            std::thread([this, assoc, info]() mutable {
-                run_association(m_options, m_handler, m_network->shared, assoc, info);
-                worker_finished();
-            }).detach();
+            live->thread = std::thread([this, assoc, info, live]() mutable {
+                run_association(m_options, m_handler, m_network->shared, assoc, info,
+                                live->closing);
+                worker_finished(live);
+            });
         } catch (const std::system_error& e) {
             spdlog::error("cannot start a thread for the association from {}: {}",
                           info.peer_address, e.what());
             ASC_abortAssociation(assoc);
             ASC_dropAssociation(assoc);
             ASC_destroyAssociation(&assoc);
-            worker_finished();
+            worker_finished(live);
         }
     }
     // Stop accepting: close the listening socket now, in-flight associations carry on.
@@ -699,15 +817,73 @@ void StoreScpServer::run() {
 
 void StoreScpServer::request_stop() { m_stop.store(true); }
 
-void StoreScpServer::worker_finished() {
+void StoreScpServer::worker_finished(Live* live) {
     std::lock_guard lock(m_mutex);
     --m_active;
+    if (live != nullptr) {
+        live->done = true;
+    }
     m_cv.notify_all();
+}
+
+void StoreScpServer::reap_finished() {
+    std::list<Live> finished;
+    {
+        std::lock_guard lock(m_mutex);
+        for (auto it = m_live.begin(); it != m_live.end();) {
+            auto next = std::next(it);
+            if (it->done) {
+                finished.splice(finished.end(), m_live, it);
+            }
+            it = next;
+        }
+    }
+    for (Live& live : finished) {
+        if (live.thread.joinable()) {
+            live.thread.join(); // returns at once: the thread's last act was worker_finished
+        }
+    }
 }
 
 bool StoreScpServer::wait_for_associations(std::chrono::milliseconds timeout) {
     std::unique_lock lock(m_mutex);
     return m_cv.wait_for(lock, timeout, [this] { return m_active == 0; });
+}
+
+bool StoreScpServer::drain_associations(std::chrono::milliseconds grace,
+                                        std::chrono::milliseconds abort_wait) {
+    const bool drained = wait_for_associations(grace);
+    if (!drained) {
+        // Shut the read side: the worker's next read sees the end of the stream, DCMTK
+        // aborts the association (the A-ABORT still goes out) and the worker reports it.
+        std::lock_guard lock(m_mutex);
+        for (Live& live : m_live) {
+            if (!live.done) {
+                live.closing.store(true);
+                if (live.socket) {
+                    live.socket->shut_down(SHUT_RD);
+                }
+            }
+        }
+    }
+    if (!drained && !wait_for_associations(abort_wait)) {
+        // A worker blocked in a write (a peer that reads nothing): cut both directions.
+        std::lock_guard lock(m_mutex);
+        for (Live& live : m_live) {
+            if (!live.done && live.socket) {
+                live.socket->shut_down(SHUT_RDWR);
+            }
+        }
+    }
+    // run() has returned (or never ran): nothing adds to the list any more.
+    for (Live& live : m_live) {
+        if (live.thread.joinable()) {
+            live.thread.join();
+        }
+    }
+    std::lock_guard lock(m_mutex);
+    m_live.clear();
+    return drained;
 }
 
 std::size_t StoreScpServer::active_associations() const {

@@ -7,6 +7,7 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmdata/dcxfer.h"
 #include "dcmtk/dcmnet/scu.h"
+#include "dcmtk_private.hpp"
 #include "segnode/dicom/environment.hpp"
 
 #include <algorithm>
@@ -110,17 +111,6 @@ std::string describe_peer(const PeerAddress& peer) {
 }
 
 namespace {
-
-// DcmSCU (3.6.7) keeps its T_ASC_Parameters private and, on A-ASSOCIATE-RJ or refused
-// presentation contexts, only writes the peer's answer to its debug log. An explicit template
-// instantiation may name a private member ([temp.spec.general]/6): this reads the pointer
-// without patching DCMTK. Only read through it, after negotiateAssociation().
-using ScuParamsMember = T_ASC_Parameters* DcmSCU::*;
-ScuParamsMember dcmscu_params_member();
-template <ScuParamsMember Member> struct DcmScuParamsAccess {
-    friend ScuParamsMember dcmscu_params_member() { return Member; }
-};
-template struct DcmScuParamsAccess<&DcmSCU::m_params>;
 
 std::string hex4(std::uint16_t v) {
     static constexpr char digits[] = "0123456789ABCDEF";
@@ -350,7 +340,7 @@ public:
     }
 
 private:
-    T_ASC_Parameters* params() { return this->*dcmscu_params_member(); }
+    T_ASC_Parameters* params() { return dcmscu_parameters(*this); } // dcmtk_private.hpp
 
     static std::string proposed_syntaxes(const T_ASC_PresentationContext& pc) {
         std::string out = "proposed ";
@@ -721,8 +711,15 @@ Result<EchoResult> echo(const PeerAddress& peer, const ScuOptions& options) {
 }
 
 Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuOptions& options,
-                                             const std::vector<std::filesystem::path>& files) {
+                                             const std::vector<std::filesystem::path>& files,
+                                             const OutcomeListener& on_outcome) {
     std::vector<StoreOutcome> outcomes;
+    auto add = [&](StoreOutcome outcome) {
+        outcomes.push_back(std::move(outcome));
+        if (on_outcome) {
+            on_outcome(outcomes.size() - 1, outcomes.back());
+        }
+    };
     if (files.empty()) {
         return outcomes;
     }
@@ -742,7 +739,7 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
     }
     if (contexts.empty()) { // nothing readable: no association
         for (std::size_t i = 0; i < files.size(); ++i) {
-            outcomes.push_back(failed(files[i], infos[i], infos[i].error));
+            add(failed(files[i], infos[i], infos[i].error));
         }
         return outcomes;
     }
@@ -758,11 +755,11 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
     std::string broken_reason;
     for (std::size_t i = 0; i < files.size(); ++i) {
         if (!infos[i].error.empty()) {
-            outcomes.push_back(failed(files[i], infos[i], infos[i].error));
+            add(failed(files[i], infos[i], infos[i].error));
             continue;
         }
         if (!broken_reason.empty()) {
-            outcomes.push_back(failed(files[i], infos[i], "not sent: " + broken_reason));
+            add(failed(files[i], infos[i], "not sent: " + broken_reason));
             continue;
         }
         SendStep step = send_one(assoc, files[i], infos[i]);
@@ -770,7 +767,7 @@ Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuO
             broken_reason = assoc.describe_dimse_failure(step.cause, "C-STORE response");
             assoc.drop(step.cause);
         }
-        outcomes.push_back(std::move(step.outcome));
+        add(std::move(step.outcome)); // may throw: the Association's destructor aborts
     }
     assoc.release();
 

@@ -486,31 +486,37 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
             log.info(fmt::format("send attempt {}: {} object(s) to {}", attempt, pending.size(),
                                  dicom::describe_peer(peer)));
             const auto t = std::chrono::steady_clock::now();
-            auto sent = dicom::send_files(peer, options, files);
+            // Each outcome is recorded the moment it is known: an object the destination
+            // acknowledged gets its sent_at before the next one is sent, so a crash later in
+            // the association does not send it again.
+            auto record = [&](std::size_t i, const dicom::StoreOutcome& o) {
+                if (i >= pending.size()) {
+                    return;
+                }
+                const int status = o.status ? *o.status : -1;
+                write_db(ctx.pool, [&](store::Database& db) {
+                    store::JobRepo repo(db);
+                    if (o.verdict != dicom::StoreVerdict::Failure) {
+                        repo.mark_output_sent(pending[i].id, now_ms(), status, o.detail);
+                    } else {
+                        repo.mark_output_failed(pending[i].id, status, o.detail);
+                    }
+                });
+                if (o.verdict != dicom::StoreVerdict::Failure) {
+                    log.info(fmt::format("{} {} stored at {} (status 0x{:04X}{}{})",
+                                         pending[i].kind, o.sop_instance_uid, peer.ae_title,
+                                         status, o.detail.empty() ? "" : ": ", o.detail));
+                } else {
+                    failure += (failure.empty() ? "" : "; ") + pending[i].kind + ": " +
+                               (o.status ? fmt::format("status 0x{:04X} ", *o.status)
+                                         : std::string()) +
+                               o.detail;
+                }
+            };
+            auto sent = dicom::send_files(peer, options, files, record);
             if (!sent) {
                 failure = sent.error().message;
             } else {
-                write_db(ctx.pool, [&](store::Database& db) {
-                    store::JobRepo repo(db);
-                    const std::int64_t now = now_ms();
-                    for (std::size_t i = 0; i < sent->size() && i < pending.size(); ++i) {
-                        const dicom::StoreOutcome& o = (*sent)[i];
-                        const int status = o.status ? *o.status : -1;
-                        if (o.verdict != dicom::StoreVerdict::Failure) {
-                            repo.mark_output_sent(pending[i].id, now, status, o.detail);
-                            log.info(fmt::format("{} {} stored at {} (status 0x{:04X}{}{})",
-                                                 pending[i].kind, o.sop_instance_uid,
-                                                 peer.ae_title, status,
-                                                 o.detail.empty() ? "" : ": ", o.detail));
-                        } else {
-                            repo.mark_output_failed(pending[i].id, status, o.detail);
-                            failure += (failure.empty() ? "" : "; ") + pending[i].kind + ": " +
-                                       (o.status ? fmt::format("status 0x{:04X} ", *o.status)
-                                                 : std::string()) +
-                                       o.detail;
-                        }
-                    }
-                });
                 log.info("send took " + seconds_text(seconds_since(t)));
             }
         }

@@ -146,10 +146,6 @@ void Receiver::association_ended(const dicom::AssociationInfo& info, std::int64_
 
 fs::path Receiver::new_temp_file() { return m_workdir.new_temp_path(".dcm"); }
 
-std::mutex& Receiver::lock_for(const std::string& sop_uid) {
-    return m_sop_locks[std::hash<std::string>{}(sop_uid) % m_sop_locks.size()];
-}
-
 StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
                             const dicom::ReceivedInstance& in) {
     // Validate every UID that becomes part of a path before touching the store.
@@ -165,7 +161,7 @@ StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
             return {status::cannot_understand, reason};
         }
     }
-    std::lock_guard lock(lock_for(in.sop_instance_uid));
+    std::lock_guard lock(m_pool.instance_lock(in.sop_instance_uid));
     try {
         return store_locked(assoc, in);
     } catch (const store::DatabaseError& e) {
@@ -174,6 +170,14 @@ StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
         std::error_code ec;
         fs::remove(in.temp_file, ec);
         return {status::out_of_resources, "segnode could not index the instance; retry later"};
+    } catch (const std::exception& e) {
+        // Nothing may escape to the association's thread: the sender gets a failure with the
+        // reason, the association and the node carry on.
+        spdlog::error("C-STORE {} from {}: internal error: {}", in.sop_instance_uid,
+                      assoc.calling_ae, e.what());
+        std::error_code ec;
+        fs::remove(in.temp_file, ec);
+        return {status::processing_failure, std::string("internal error: ") + e.what()};
     }
 }
 

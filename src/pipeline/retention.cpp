@@ -1,5 +1,6 @@
 #include "segnode/pipeline/retention.hpp"
 
+#include <set>
 #include <spdlog/spdlog.h>
 
 #include "segnode/store/job_repo.hpp"
@@ -23,7 +24,8 @@ void remove_counted(const std::filesystem::path& file, RetentionReport& report) 
 } // namespace
 
 RetentionReport run_retention(const store::Workdir& workdir, ConnectionPool& pool,
-                              std::int64_t cutoff_ms, std::int64_t now_ms) {
+                              std::int64_t cutoff_ms, std::int64_t now_ms,
+                              const RetentionHooks& hooks) {
     RetentionReport report;
     auto db = pool.acquire();
     store::JobRepo jobs(*db);
@@ -40,21 +42,46 @@ RetentionReport run_retention(const store::Workdir& workdir, ConnectionPool& poo
         jobs.mark_purged(id, now_ms);
         report.jobs += 1;
     }
+    // A series: first marked purged with its instance rows deleted, in one guarded
+    // transaction; then only the files of that snapshot are removed. An instance acknowledged
+    // before the mark changed the series (the guard fails, the series stays); one acknowledged
+    // after it is a fresh reception with its own row, and its file is left alone even where it
+    // replaced a snapshot file of the same SOP Instance UID (checked under the instance lock
+    // that the receiver holds from rename to commit).
     store::ReceiveIndex index(*db);
     for (const store::SeriesRow& series : index.purgeable_series(cutoff_ms)) {
-        std::filesystem::path series_dir;
-        for (const std::string& rel : index.series_files(series.id)) {
-            const auto file = workdir.root() / rel;
-            series_dir = file.parent_path();
+        if (hooks.after_select) {
+            hooks.after_select(series.id);
+        }
+        std::optional<std::vector<store::ReceiveIndex::PurgedInstance>> snapshot;
+        {
+            auto lock = pool.write_lock();
+            snapshot = index.mark_series_purged(series, now_ms);
+        }
+        if (!snapshot) {
+            spdlog::info("retention: series {} received or got a job meanwhile; kept",
+                         series.attrs.series_uid);
+            continue;
+        }
+        if (hooks.after_mark) {
+            hooks.after_mark(series.id);
+        }
+        std::set<std::filesystem::path> dirs;
+        for (const auto& purged : *snapshot) {
+            const auto file = workdir.root() / purged.relpath;
+            dirs.insert(file.parent_path());
+            const std::lock_guard instance(pool.instance_lock(purged.sop_instance_uid));
+            const auto now_stored = index.find_instance(purged.sop_instance_uid);
+            if (now_stored && now_stored->relpath == purged.relpath) {
+                continue; // received again meanwhile: the file is the new copy
+            }
             remove_counted(file, report);
         }
-        std::error_code ec;
-        if (!series_dir.empty()) {
-            std::filesystem::remove(series_dir, ec); // only if empty
-            std::filesystem::remove(series_dir.parent_path(), ec);
+        for (const auto& dir : dirs) {
+            std::error_code ec;
+            std::filesystem::remove(dir, ec); // only if empty
+            std::filesystem::remove(dir.parent_path(), ec);
         }
-        auto lock = pool.write_lock();
-        index.mark_series_purged(series.id, now_ms);
         report.series += 1;
     }
     if (report.jobs > 0 || report.series > 0) {

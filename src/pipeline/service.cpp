@@ -182,17 +182,15 @@ int run_service(const Config& config, ServiceExtension* extension) {
         spdlog::info("waiting up to {} s for {} association(s) in progress", grace.count(),
                      server.active_associations());
     }
-    const bool drained = server.wait_for_associations(grace);
-    completion.stop();
-    jobs.stop();
-    if (!drained) {
+    if (!server.wait_for_associations(grace)) {
         // Unfinished associations have had no success response for what they are sending,
-        // so nothing acknowledged is lost; their threads cannot be joined, so exit directly.
+        // so nothing acknowledged is lost: they are ended (A-ABORT) and their threads joined.
         spdlog::warn("{} association(s) still open after {} s; closing them",
                      server.active_associations(), grace.count());
-        spdlog::shutdown();
-        std::_Exit(0);
     }
+    (void)server.drain_associations(std::chrono::milliseconds(0));
+    completion.stop();
+    jobs.stop();
     spdlog::info("segnode stopped");
     clean_stop.clean = true;
     return 0;

@@ -405,14 +405,33 @@ std::vector<SeriesRow> ReceiveIndex::purgeable_series(std::int64_t cutoff) {
     return rows;
 }
 
-void ReceiveIndex::mark_series_purged(std::int64_t series_id, std::int64_t now) {
+std::optional<std::vector<ReceiveIndex::PurgedInstance>>
+ReceiveIndex::mark_series_purged(const SeriesRow& seen, std::int64_t now) {
     Transaction tx(m_db);
-    m_db.prepare("DELETE FROM instances WHERE series_id = ?").bind(1, series_id).run();
-    m_db.prepare("UPDATE series SET purged_at = ?, instance_count = 0 WHERE id = ?")
+    m_db.prepare("UPDATE series SET purged_at = ?, instance_count = 0 WHERE id = ? AND "
+                 "state = 'routed' AND purged_at IS NULL AND instance_count = ? AND "
+                 "late_instances = ? AND last_received_at = ? AND NOT EXISTS (SELECT 1 FROM "
+                 "jobs j WHERE j.series_id = series.id AND j.state IN ('queued', 'running', "
+                 "'sending'))")
         .bind(1, now)
-        .bind(2, series_id)
+        .bind(2, seen.id)
+        .bind(3, seen.instance_count)
+        .bind(4, seen.late_instances)
+        .bind(5, seen.last_received_at)
         .run();
+    if (m_db.changes() != 1) {
+        return std::nullopt; // rolled back by the destructor (nothing changed anyway)
+    }
+    std::vector<PurgedInstance> snapshot;
+    auto rows = m_db.prepare("SELECT sop_instance_uid, path FROM instances WHERE series_id = ? "
+                             "ORDER BY sop_instance_uid");
+    rows.bind(1, seen.id);
+    while (rows.step()) {
+        snapshot.push_back({rows.column_text(0), rows.column_text(1)});
+    }
+    m_db.prepare("DELETE FROM instances WHERE series_id = ?").bind(1, seen.id).run();
     tx.commit();
+    return snapshot;
 }
 
 Counts ReceiveIndex::counts() {

@@ -7,14 +7,16 @@ C-STORE with statuses and Error Comments chosen by the test -- the answers that 
 code with DCMTK, so it also checks that segnode's SCU reads what is on the wire.
 
   mini_scp.py [--port N] [--ae AE] [--status HEX[,HEX...]] [--comment TEXT]
-              [--echo-status HEX] [--accept-ts UID[,UID...]] [--silent] [--out DIR]
-              [--delay-ms N] [--journal FILE]
+              [--echo-status HEX] [--accept-ts UID[,UID...]] [--silent] [--answer N]
+              [--out DIR] [--delay-ms N] [--journal FILE]
 
 --status       C-STORE statuses, used in turn (cycled); default 0000
 --comment      Error Comment (0000,0902) sent with every non-success status
 --accept-ts    transfer syntaxes it accepts (first proposed one of these wins); default: the
                first proposed
 --silent       receive C-STOREs but never answer them (the SCU must time out)
+--answer N     answer the first N C-STOREs (in total), then go silent like --silent; prints
+               "answered <sop uid>" / "silent <sop uid>" on stdout for each one
 --out DIR      write each received data set to DIR/<sop instance uid>.dset, with its
                transfer syntax UID in DIR/<sop instance uid>.ts
 --delay-ms N   wait N ms before answering each C-STORE (a slow destination)
@@ -195,7 +197,12 @@ class Association:
                     out = Path(self.args.out)
                     (out / f"{sop_uid}.dset").write_bytes(dataset)
                     (out / f"{sop_uid}.ts").write_text(self.syntax_of.get(pcid, "?"))
-                if self.args.silent:
+                answered = self.args.answer is None or self.args.stores < self.args.answer
+                self.args.stores += 1
+                if self.args.answer is not None:
+                    word = "answered" if answered else "silent"
+                    print(f"{word} {sop_uid}", flush=True)
+                if self.args.silent or not answered:
                     continue
                 if self.args.delay_ms:
                     time.sleep(self.args.delay_ms / 1000)
@@ -227,11 +234,13 @@ def main():
     parser.add_argument("--echo-status", default="0000")
     parser.add_argument("--accept-ts", default="")
     parser.add_argument("--silent", action="store_true")
+    parser.add_argument("--answer", type=int)
     parser.add_argument("--out")
     parser.add_argument("--delay-ms", type=int, default=0)
     parser.add_argument("--journal")
     args = parser.parse_args()
     args.echo_status = int(args.echo_status, 16)
+    args.stores = 0
     args.accept_ts = [s for s in args.accept_ts.split(",") if s]
     statuses = cycle([int(s, 16) for s in args.status.split(",")])
 

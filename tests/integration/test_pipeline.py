@@ -241,6 +241,39 @@ class DeliveryAndRecovery(PipelineTestCase):
         self.assertEqual(self.job(node, 1)["runs"], 1, "outputs were not recomputed")
         self.assertEqual((len(dest.files("SG.")), len(dest.files("RS."))), (1, 1))
 
+    def test_crash_mid_association_resends_only_unacknowledged_objects(self):
+        """The destination acknowledges the SEG, then never answers the RTSTRUCT; segnode is
+        killed while it waits. After the restart only the RTSTRUCT is sent again."""
+        port = free_port()
+        scp = subprocess.Popen(["/usr/bin/python3", str(MINI_SCP), "--port", str(port),
+                                "--ae", "DEST", "--answer", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(scp.kill)
+        self.assertIn("listening", scp.stdout.readline())
+        peer = {"name": "dest", "ae_title": "DEST", "host": LOOPBACK, "port": port}
+        node = self.node(pipeline_config(None, [BODY_BOTH], peers=[peer],
+                                         send={"dimse_timeout_s": 600}))
+        self.send(node, self.series(slices=8)["files"])
+        answered = scp.stdout.readline().split()
+        silent = scp.stdout.readline().split()
+        self.assertEqual((answered[0], silent[0]), ("answered", "silent"))
+        node.kill()  # the second C-STORE is in flight, the first acknowledged
+        scp.kill()
+        scp.wait()
+        rows = {r[0]: r[1] for r in node.query(
+            "SELECT sop_instance_uid, sent_at FROM job_outputs")}
+        self.assertEqual(set(rows), {answered[1], silent[1]})
+        self.assertIsNotNone(rows[answered[1]], "the acknowledged object has no sent_at")
+        self.assertIsNone(rows[silent[1]])
+
+        dest = self.dest(port=port).start()  # storescp now answers on the same port
+        self.restart(node)
+        self.wait_job_state(node, "done", 1, timeout=60)
+        received = [p.name.split(".", 1)[1] for p in dest.files()]
+        self.assertEqual(received, [silent[1]], "only the unacknowledged object is sent again")
+        self.assertEqual(self.job(node, 1)["runs"], 1)
+        self.assertStopsCleanly(node)
+
 
 class Routing(PipelineTestCase):
     def test_called_ae_titles_select_rules_first_match_and_fallback(self):

@@ -179,5 +179,36 @@ class InvalidUidTest(SegnodeTestCase):
         self.assertStopsCleanly(node)
 
 
+class RefusalUnderPressureTest(SegnodeTestCase):
+    """A refused C-STORE's data set is discarded as it arrives: never parsed or held."""
+
+    @staticmethod
+    def peak_rss_mib(pid):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+    def test_disk_guard_discards_a_large_refused_instance_without_buffering_it(self):
+        node = self.node({"retention": {"min_free_mb": 100000000}})  # ~95 TiB: always refuses
+        ph = self.series(slices=2)
+        big_uid = ph["sop_instance_uids"][0] + ".9"
+        side = 8192  # 8192 x 8192 x 2 bytes: a 128 MiB data set
+        big = rewrite(ph["files"][0], self.tmp / "big.dcm", SOPInstanceUID=big_uid, Rows=side,
+                      Columns=side, PixelData=bytes(side * side * 2))
+        before = self.peak_rss_mib(node.proc.pid)
+        result = node.test_store([big, ph["files"][1]], aet="PRESSURE")
+        self.assertEqual(result.statuses, {big_uid: "A700", ph["sop_instance_uids"][1]: "A700"},
+                         result)
+        self.assertIn("low disk space", result.comment(big_uid))
+        grew = self.peak_rss_mib(node.proc.pid) - before
+        self.assertLess(grew, 32, f"peak RSS grew by {grew:.0f} MiB for a refused 128 MiB "
+                                  "data set: it was buffered")
+        self.assertEqual(node.scalar("SELECT count(*) FROM instances"), 0)
+        self.assertEqual(self.files_under(node.workdir / "tmp"), [])
+        self.assertEqual(node.echo().returncode, 0)
+        self.assertStopsCleanly(node)
+
+
 if __name__ == "__main__":
     unittest.main()

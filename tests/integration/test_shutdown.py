@@ -6,7 +6,8 @@ import subprocess
 import time
 import unittest
 
-from harness import SegnodeTestCase, StreamingStore, port_open
+from dicom_wire import RawAssociation
+from harness import NODE_AE, SegnodeTestCase, StreamingStore, port_open
 
 # storescu with Nagle's algorithm on (no TCP_NODELAY) needs ~30 ms per 128 KiB instance on
 # loopback: a 100-instance transfer lasts long enough to signal segnode in the middle of it.
@@ -88,6 +89,34 @@ class ShutdownTest(SegnodeTestCase):
         self.assertEqual(self.files_under(node.workdir / "tmp"), [])
         self.assertTrue(set(acked) <= set(self.stored_uids(node)))
         self.assertStopsCleanly(node)
+
+    def test_grace_period_expiry_ends_open_associations_and_stops_cleanly(self):
+        """An association that sends nothing outlives the grace period: segnode ends it
+        (A-ABORT), records it as aborted, joins its thread and stops normally."""
+        node = self.node({"node": {"shutdown_grace_s": 1},
+                          "dicom": {"dimse_timeout_s": 600, "acse_timeout_s": 600}})
+        idle = RawAssociation(node.port, NODE_AE, calling="IDLESCU")
+        self.addCleanup(idle.close)
+        self.assertEqual(idle.pdu_type, 0x02, "association not accepted")
+        self.assertEqual(idle.echo(), 0)  # it works, then says nothing more
+        t0 = time.monotonic()
+        node.signal(signal.SIGTERM)
+        rc = node.wait(timeout=15)
+        self.assertEqual(rc, 0, node.log_tail())
+        self.assertLess(time.monotonic() - t0, 5.0)
+        row = node.query_one("SELECT outcome, detail, ended_at FROM associations "
+                             "WHERE calling_ae = 'IDLESCU'")
+        self.assertEqual(row["outcome"], "aborted", dict(row))
+        self.assertIn("shutting down", row["detail"])
+        self.assertIsNotNone(row["ended_at"])
+        self.assertIn("segnode stopped", node.log_text())
+        # The peer was told: an A-ABORT (or the connection closed) rather than silence.
+        idle.sock.settimeout(5)
+        try:
+            data = idle.sock.recv(16)
+        except ConnectionResetError:
+            data = b""
+        self.assertIn(data[:1], (b"", b"\x07"))
 
 
 if __name__ == "__main__":

@@ -112,5 +112,111 @@ TEST_F(RetentionTest, APurgedSeriesReceivedAgainStartsAfresh) {
     EXPECT_EQ(series->late_instances, 0);
 }
 
+
+/// Late instances acknowledged while a retention pass is under way. The hooks run inside the
+/// pass, at the point named, on the retention thread: a deterministic interleaving.
+class RetentionRaceTest : public RetentionTest {
+protected:
+    /// What the receiver does for an instance of the stored series: the file at its place,
+    /// then the index row (a new SOP Instance UID unless `sop_uid` is given).
+    /// A UID already indexed is a duplicate to the receiver: nothing is written.
+    std::filesystem::path receive_late(const std::string& sop_uid, const std::string& content) {
+        if (auto db = m_pool.acquire(); store::ReceiveIndex(*db).find_instance(sop_uid)) {
+            return {};
+        }
+        auto rel = m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid,
+                                              sop_uid);
+        EXPECT_TRUE(rel.ok());
+        const auto file = m_workdir.root() / *rel;
+        std::filesystem::create_directories(file.parent_path());
+        std::ofstream(file) << content;
+        auto db = m_pool.acquire();
+        store::NewInstance in;
+        in.series.series_uid = m_generated.series_uid;
+        in.series.study_uid = m_generated.study_uid;
+        in.sop_instance_uid = sop_uid;
+        in.sop_class_uid = "1.2.840.10008.5.1.4.1.1.2";
+        in.transfer_syntax = "1.2.840.10008.1.2.1";
+        in.relpath = rel->string();
+        in.size_bytes = static_cast<std::int64_t>(content.size());
+        in.received_at = now_ms();
+        in.calling_ae = "LATE";
+        in.called_ae = "SEGNODE";
+        in.peer_address = "127.0.0.1";
+        store::ReceiveIndex(*db).record_instance(in, false);
+        return file;
+    }
+
+    void expect_indexed(const std::string& sop_uid, const std::filesystem::path& file,
+                        const std::string& content) {
+        auto db = m_pool.acquire();
+        const auto row = store::ReceiveIndex(*db).find_instance(sop_uid);
+        ASSERT_TRUE(row.has_value()) << "the acknowledged instance " << sop_uid
+                                     << " lost its index row";
+        EXPECT_EQ(m_workdir.root() / row->relpath, file);
+        ASSERT_TRUE(std::filesystem::exists(file)) << "the acknowledged file was removed";
+        std::ifstream in(file);
+        EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), content);
+    }
+};
+
+TEST_F(RetentionRaceTest, AnInstanceAcknowledgedAfterSelectionSurvives) {
+    store_series();
+    const std::string late_uid = m_generated.series_uid + ".999";
+    std::filesystem::path late_file;
+    pipeline::RetentionHooks hooks;
+    hooks.after_select = [&](std::int64_t) { late_file = receive_late(late_uid, "late"); };
+    const auto report =
+        pipeline::run_retention(m_workdir, m_pool, now_ms() + 1000, now_ms(), hooks);
+    EXPECT_EQ(report.series, 0) << "the series changed after selection: not purged this pass";
+    expect_indexed(late_uid, late_file, "late");
+    for (const auto& f : m_generated.files) {
+        EXPECT_TRUE(std::filesystem::exists(f)) << f;
+    }
+}
+
+TEST_F(RetentionRaceTest, InstancesAcknowledgedAfterThePurgeMarkSurvive) {
+    const auto id = store_series();
+    const auto old_files = m_generated.files;
+    const std::string late_uid = m_generated.series_uid + ".999";
+    // The same SOP Instance UID as a stored one, sent again: it lands at the same path.
+    const std::string resent_uid = m_generated.sop_instance_uids[0];
+    std::filesystem::path late_file;
+    std::filesystem::path resent_file;
+    pipeline::RetentionHooks hooks;
+    hooks.after_mark = [&](std::int64_t) {
+        late_file = receive_late(late_uid, "late");
+        resent_file = receive_late(resent_uid, "again");
+    };
+    // The first file of the series is moved to where the receiver puts that instance, so that
+    // the resend really overwrites a file of the purged snapshot.
+    {
+        auto rel = m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid,
+                                              resent_uid);
+        const auto dest = m_workdir.root() / *rel;
+        std::filesystem::create_directories(dest.parent_path());
+        std::filesystem::rename(old_files[0], dest);
+        auto db = m_pool.acquire();
+        db->prepare("UPDATE instances SET path = ? WHERE sop_instance_uid = ?")
+            .bind(1, rel->string())
+            .bind(2, resent_uid)
+            .run();
+    }
+    const auto report =
+        pipeline::run_retention(m_workdir, m_pool, now_ms() + 1000, now_ms(), hooks);
+    EXPECT_EQ(report.series, 1);
+    expect_indexed(late_uid, late_file, "late");
+    expect_indexed(resent_uid, resent_file, "again");
+    for (std::size_t k = 1; k < old_files.size(); ++k) {
+        EXPECT_FALSE(std::filesystem::exists(old_files[k])) << old_files[k];
+    }
+    auto db = m_pool.acquire();
+    store::ReceiveIndex index(*db);
+    EXPECT_EQ(index.series_files(id).size(), 2U);
+    const auto series = index.find_series(id);
+    EXPECT_EQ(series->state, store::SeriesState::Receiving) << "received afresh";
+    EXPECT_EQ(series->instance_count, 2);
+}
+
 } // namespace
 } // namespace segnode::test

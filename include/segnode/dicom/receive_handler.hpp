@@ -48,6 +48,7 @@ struct StoreStatus {
 
 namespace status {
 constexpr std::uint16_t success = 0x0000;
+constexpr std::uint16_t processing_failure = 0x0110;
 constexpr std::uint16_t sop_class_not_supported = 0x0122;
 constexpr std::uint16_t out_of_resources = 0xA700;
 constexpr std::uint16_t dataset_does_not_match = 0xA900;

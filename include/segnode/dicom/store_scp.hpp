@@ -1,10 +1,12 @@
 #pragma once
-// The DICOM Storage SCP: an accept loop that owns the listening socket and one DcmThreadSCP
-// worker thread per association (DCMTK's hooks overridden, see store_scp.cpp).
+// The DICOM Storage SCP: an accept loop that owns the listening socket and one joinable
+// DcmThreadSCP worker thread per association, at most max_associations at once (DCMTK's hooks
+// overridden, see store_scp.cpp); drain_associations() ends and joins them at shutdown.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,14 +49,22 @@ public:
     void request_stop();
     /// Waits for in-flight associations to end; false if some were still running at timeout.
     bool wait_for_associations(std::chrono::milliseconds timeout);
+    /// After run() has returned: waits up to `grace` for in-flight associations to end, then
+    /// ends the others (their sockets' read side is shut: DCMTK aborts the association, the
+    /// handler hears outcome "aborted", "node shutting down ..."; after `abort_wait` both
+    /// directions are shut), and joins every association thread. True if all had ended
+    /// within `grace` by themselves.
+    bool drain_associations(std::chrono::milliseconds grace,
+                            std::chrono::milliseconds abort_wait = std::chrono::seconds(5));
     [[nodiscard]] std::size_t active_associations() const;
     [[nodiscard]] std::uint16_t port() const { return m_options.port; }
 
-    /// Called by workers.
-    void worker_finished();
-
 private:
     struct Network;
+    struct Live;
+    void worker_finished(Live* live);
+    /// Joins the threads of associations that have ended (each pass of the accept loop).
+    void reap_finished();
     ScpOptions m_options;
     ReceiveHandler& m_handler;
     std::unique_ptr<Network> m_network;
@@ -62,6 +72,11 @@ private:
     mutable std::mutex m_mutex;
     std::condition_variable m_cv;
     std::size_t m_active = 0;
+    std::list<Live> m_live; ///< one per association thread, joined by reap/drain
 };
+
+/// How many refused C-STORE data sets were discarded unread (DIMSE_ignoreDataSet) in this
+/// process; for tests and diagnostics.
+std::uint64_t refused_datasets_discarded();
 
 } // namespace segnode::dicom

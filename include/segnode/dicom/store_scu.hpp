@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,7 +88,15 @@ struct StoreOutcome {
 /// accepted by <AE> ..."; when the association breaks mid-way (abort, connection lost, DIMSE
 /// timeout) the file in flight and the rest fail with that reason. An empty file list returns
 /// no outcomes without connecting; when no file can be read, nothing is sent either.
+///
+/// `on_outcome(index, outcome)`, when given, is called with each file's outcome as soon as it
+/// is known -- for a sent file right after its C-STORE response arrived, before the next file
+/// is sent -- so that the caller can record an acknowledged object before anything else can
+/// go wrong. It is called once per file, in input order, also for files that fail; an
+/// exception from it ends the association (A-ABORT) and propagates.
+using OutcomeListener = std::function<void(std::size_t, const StoreOutcome&)>;
 Result<std::vector<StoreOutcome>> send_files(const PeerAddress& peer, const ScuOptions& options,
-                                             const std::vector<std::filesystem::path>& files);
+                                             const std::vector<std::filesystem::path>& files,
+                                             const OutcomeListener& on_outcome = {});
 
 } // namespace segnode::dicom

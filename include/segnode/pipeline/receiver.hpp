@@ -55,8 +55,18 @@ public:
         return std::unique_lock(m_write_mutex);
     }
 
+    /// Serialises the file and index row of one SOP Instance UID between the receiver (held
+    /// from the duplicate check through rename and commit) and retention (held while it
+    /// checks that a file of a purged series was not received again, and removes it).
+    /// Striped: unrelated UIDs may share a mutex.
+    [[nodiscard]] std::mutex& instance_lock(const std::string& sop_instance_uid) {
+        return m_instance_locks[std::hash<std::string>{}(sop_instance_uid) %
+                                m_instance_locks.size()];
+    }
+
 private:
     void release(std::unique_ptr<store::Database> db);
+    std::array<std::mutex, 64> m_instance_locks;
     std::filesystem::path m_path;
     std::mutex m_mutex;
     std::vector<std::unique_ptr<store::Database>> m_idle;
@@ -126,13 +136,11 @@ private:
     /// Moves a refused file to quarantine/ with a .reason.txt beside it and indexes it.
     void quarantine(const dicom::AssociationInfo& assoc, const std::string& sop_uid,
                     const std::filesystem::path& file, const std::string& reason);
-    std::mutex& lock_for(const std::string& sop_uid);
 
     const Config& m_config;
     const store::Workdir& m_workdir;
     ConnectionPool& m_pool;
     IndexWriter& m_index_writer;
-    std::array<std::mutex, 64> m_sop_locks;
     std::atomic<bool> m_xattr_warned{false};
     DiskGuard m_disk_guard;
     std::function<void(std::int64_t)> m_on_release;

@@ -6,9 +6,12 @@
 //   its timeline stay for `segnode job show`).
 // - A routed series last received before the cutoff with no unfinished job: its instance
 //   files and instance rows are removed and the series marked purged; the series row stays.
-//   If the series is sent again later, it is received afresh.
+//   If the series is sent again later, it is received afresh. The series is marked purged
+//   and its rows deleted in one guarded transaction first, then only that snapshot's files are
+//   removed: an instance acknowledged during the pass is never lost (docs/pipeline.md).
 // Quarantine is left alone: it is for an operator to review.
 #include <cstdint>
+#include <functional>
 
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/workdir.hpp"
@@ -22,8 +25,15 @@ struct RetentionReport {
     std::uint64_t bytes = 0;
 };
 
+/// Test seams: called with a series' row id at the named point of a retention pass.
+struct RetentionHooks {
+    std::function<void(std::int64_t)> after_select; ///< series chosen, nothing changed yet
+    std::function<void(std::int64_t)> after_mark;   ///< series marked purged, files still there
+};
+
 /// One retention pass for work finished before `cutoff_ms`.
 RetentionReport run_retention(const store::Workdir& workdir, ConnectionPool& pool,
-                              std::int64_t cutoff_ms, std::int64_t now_ms);
+                              std::int64_t cutoff_ms, std::int64_t now_ms,
+                              const RetentionHooks& hooks = {});
 
 } // namespace segnode::pipeline

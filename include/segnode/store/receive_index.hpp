@@ -152,9 +152,19 @@ public:
     bool mark_routed(std::int64_t series_id);
     /// Routed series last received before `cutoff`, not purged, with no unfinished job.
     std::vector<SeriesRow> purgeable_series(std::int64_t cutoff);
-    /// Deletes the series' instance rows (the caller removes the files first) and marks it
-    /// purged. A later instance of the series starts it afresh (not a late instance).
-    void mark_series_purged(std::int64_t series_id, std::int64_t now);
+    /// One instance row of a purged series, as it was when the series was marked purged.
+    struct PurgedInstance {
+        std::string sop_instance_uid;
+        std::string relpath;
+    };
+    /// Marks the series purged and deletes its instance rows, in one transaction, but only if
+    /// it is still as `seen` (by purgeable_series): routed, not purged, no unfinished job, and
+    /// neither its instance count nor its last reception changed. Returns the deleted rows
+    /// (the files for the caller to remove), or nothing when an instance arrived or a job was
+    /// created in between (the series is then left alone). A later instance of the series
+    /// starts it afresh (not a late instance), whether its files are gone yet or not.
+    std::optional<std::vector<PurgedInstance>> mark_series_purged(const SeriesRow& seen,
+                                                                  std::int64_t now);
     Counts counts();
 
 private:
