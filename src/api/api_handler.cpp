@@ -169,14 +169,6 @@ json output_files(const std::filesystem::path& root, const std::string& job_id,
     return items;
 }
 
-json settings_json(const std::string& text) {
-    json out = json::object();
-    for (const auto& [k, v] : pipeline::parse_settings_text(text)) {
-        out[k] = v;
-    }
-    return out;
-}
-
 json outputs_list(const std::string& text) {
     json out = json::array();
     std::stringstream in(text);
@@ -1433,8 +1425,8 @@ void ApiHandler::Impl::add_routes() {
             if (!start.upload) {
                 return start.refusal;
             }
-            if (auto stopped = start.upload->feed(req.body)) {
-                return *stopped;
+            if (auto ended = start.upload->feed(req.body)) {
+                return *ended;
             }
             return start.upload->finish();
         },
