@@ -53,6 +53,7 @@ const Fixture& fixture() {
         }
         spdlog::set_level(spdlog::level::off);
         OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::OFF_LOG_LEVEL);
         Fixture out;
         out.dir = fs::temp_directory_path() / ("segnode-fuzz-writers-" + std::to_string(getpid()));
         fs::remove_all(out.dir);

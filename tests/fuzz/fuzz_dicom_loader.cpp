@@ -29,6 +29,7 @@ std::filesystem::path input_file() {
         }
         spdlog::set_level(spdlog::level::off);
         OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::OFF_LOG_LEVEL);
         const auto dir = std::filesystem::temp_directory_path() /
                          ("segnode-fuzz-loader-" + std::to_string(getpid()));
         std::filesystem::create_directories(dir);
