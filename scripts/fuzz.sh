@@ -92,13 +92,15 @@ for target in "${targets[@]}"; do
   log=$work/$target.log
   echo "fuzz.sh: $target for ${seconds}s (log $log)"
   fork=()
-  [ "$jobs" -gt 1 ] && fork=(-fork="$jobs" -ignore_crashes=0)
+  [ "$jobs" -gt 1 ] && fork=(-fork="$jobs")
   set +e
   "$build/tests/fuzz/$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=30 \
     -rss_limit_mb=2048 -artifact_prefix="$artifacts/" "${fork[@]}" "${inputs[@]}" >"$log" 2>&1
   rc=$?
   set -e
-  executions[$target]=$(awk '/stat::number_of_executed_units/ {n += $NF} END {print n + 0}' "$log")
+  # One process prints stat::number_of_executed_units; -fork prints "#N: cov: ..." lines.
+  executions[$target]=$(awk '/stat::number_of_executed_units/ {n += $NF; s = 1}
+    /^#[0-9]+: cov:/ {f = substr($1, 2) + 0} END {print s ? n : f + 0}' "$log")
   if [ $rc -eq 0 ]; then
     result[$target]=ok
   else
