@@ -2,8 +2,8 @@
 // slice must give back the region exactly, for random and handcrafted masks; plus the
 // convention (orientation, no collinear points, simple non-touching polygons) and the
 // ContourData size limits.
-#include "segnode/dicom/contours.hpp"
 #include "even_odd_raster.hpp"
+#include "segnode/dicom/contours.hpp"
 
 #include <algorithm>
 #include <cmath>

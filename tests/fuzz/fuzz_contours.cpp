@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t p = 0; p < slice.size() && 4 + p < size; ++p) {
         slice[p] = static_cast<std::uint8_t>(data[4 + p] % (labels + 1));
     }
-    const std::size_t limit = options.max_points == 0 ? 0 : std::max<std::size_t>(4, options.max_points);
+    const std::size_t limit =
+        options.max_points == 0 ? 0 : std::max<std::size_t>(4, options.max_points);
 
     const auto result = segnode::dicom::extract_slice_contours(slice, w, h, options);
     std::vector<bool> seen(labels + 1, false);

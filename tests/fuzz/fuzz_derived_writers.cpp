@@ -147,8 +147,8 @@ void check_seg(const fs::path& file, const LabelMap& labels) {
         DcmItem& item = *frames->getItem(f);
         DcmItem* ident = sub_item(item, DCM_SegmentIdentificationSequence);
         DcmItem* derivation = sub_item(item, DCM_DerivationImageSequence);
-        DcmItem* source = derivation == nullptr ? nullptr
-                                                : sub_item(*derivation, DCM_SourceImageSequence);
+        DcmItem* source =
+            derivation == nullptr ? nullptr : sub_item(*derivation, DCM_SourceImageSequence);
         if (ident == nullptr || source == nullptr) {
             fail("SEG frame without segment or source image");
         }
@@ -261,8 +261,8 @@ void check_rtstruct(const fs::path& file, const LabelMap& labels) {
             }
             for (std::size_t p = 0; p < w * h; ++p) {
                 if ((labels.voxels[p + w * h * k] == label) != (raster.mask[p] == 1)) {
-                    fail("RTSTRUCT label " + std::to_string(label) + " slice " +
-                         std::to_string(k) + " differs from the label map");
+                    fail("RTSTRUCT label " + std::to_string(label) + " slice " + std::to_string(k) +
+                         " differs from the label map");
                 }
             }
         }
