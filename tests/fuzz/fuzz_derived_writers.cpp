@@ -9,9 +9,9 @@
 // Input: byte 0 number of labels (1..4), then one byte per voxel of the 10 x 12 x 3 series
 // (value % (labels + 1); missing voxels 0). Every declared label is named "L<label>".
 #include "even_odd_raster.hpp"
+#include "fuzz_support.hpp"
 #include "phantom.hpp"
 #include "segnode/dicom/derived_inspect.hpp"
-#include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/rtstruct_writer.hpp"
 #include "segnode/dicom/seg_writer.hpp"
 #include "segnode/dicom/series_loader.hpp"
@@ -22,12 +22,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <dcmtk/dcmdata/dctk.h>
-#include <dcmtk/oflog/oflog.h>
 #include <filesystem>
 #include <map>
-#include <spdlog/spdlog.h>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -48,15 +45,9 @@ struct Fixture {
 
 const Fixture& fixture() {
     static const Fixture f = [] {
-        if (auto st = init_dicom_environment(); !st) {
-            fail(st.error().message);
-        }
-        spdlog::set_level(spdlog::level::off);
-        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
-        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::OFF_LOG_LEVEL);
+        segnode::fuzz::init_quiet_dicom();
         Fixture out;
-        out.dir = fs::temp_directory_path() / ("segnode-fuzz-writers-" + std::to_string(getpid()));
-        fs::remove_all(out.dir);
+        out.dir = fuzz::make_process_temp_dir("segnode-fuzz-writers");
         phantom::PhantomSpec spec;
         spec.rows = 12;
         spec.cols = 10;

@@ -4,36 +4,23 @@
 // sanitizer. The loader takes paths, so each input is written to one file of a per-process
 // temporary directory. max_voxels keeps declared sizes from exhausting memory, as the job
 // runner's volume guard does.
+#include "fuzz_support.hpp"
 #include "instance_header.hpp"
-#include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/series_loader.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <dcmtk/oflog/oflog.h>
 #include <filesystem>
 #include <fstream>
-#include <spdlog/spdlog.h>
-#include <string>
-#include <unistd.h>
 
 namespace {
 
 std::filesystem::path input_file() {
     static const std::filesystem::path file = [] {
-        if (auto st = segnode::dicom::init_dicom_environment(); !st) {
-            std::fprintf(stderr, "fuzz_dicom_loader: %s\n", st.error().message.c_str());
-            std::abort();
-        }
-        spdlog::set_level(spdlog::level::off);
-        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
-        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::OFF_LOG_LEVEL);
-        const auto dir = std::filesystem::temp_directory_path() /
-                         ("segnode-fuzz-loader-" + std::to_string(getpid()));
-        std::filesystem::create_directories(dir);
-        return dir / "instance.dcm";
+        segnode::fuzz::init_quiet_dicom();
+        return segnode::fuzz::make_process_temp_dir("segnode-fuzz-loader") / "instance.dcm";
     }();
     return file;
 }
