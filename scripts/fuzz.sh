@@ -16,7 +16,7 @@ root=$PWD
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${FUZZ_TIME:-60}
 jobs=${FUZZ_JOBS:-1}
-all_targets=(fuzz_config fuzz_dicom_loader fuzz_contours fuzz_derived_writers)
+all_targets=(fuzz_config fuzz_dicom_loader fuzz_dicom_series fuzz_contours fuzz_derived_writers)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -70,6 +70,24 @@ make_seeds() {
       else
         echo "fuzz.sh: no real corpus at $data; the loader starts from phantoms only" >&2
       fi
+      ;;
+    fuzz_dicom_series)
+      # Pairs of neighbouring phantom slices, each as <4-byte LE length of the first><first><second>.
+      local phantom=$build/tests/phantom/segnode-phantom tmp
+      tmp=$(mktemp -d)
+      for orientation in axial sagittal oblique; do
+        "$phantom" --out "$tmp/$orientation" --rows 8 --cols 6 --slices 3 \
+          --orientation "$orientation" >/dev/null
+        local files=("$tmp/$orientation"/*)
+        for pair in "0 1" "2 0"; do
+          local i j a b
+          read -r i j <<<"$pair"
+          a=${files[$i]} b=${files[$j]}
+          python3 -c 'import struct, sys; a, b = (open(f, "rb").read() for f in sys.argv[1:3]); sys.stdout.buffer.write(struct.pack("<I", len(a)) + a + b)' \
+            "$a" "$b" >"$dir/$orientation-$i-$j"
+        done
+      done
+      rm -rf "$tmp"
       ;;
     fuzz_contours | fuzz_derived_writers)
       # Byte layouts in the target files; the hand-made seeds of tests/fuzz/seeds add shapes.
