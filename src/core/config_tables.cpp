@@ -204,7 +204,16 @@ std::optional<std::string> set_rules(const toml::node& node, Config& config,
                 field = upper(field);
             } else if (key == "series_description") {
                 err = read_string(v, rule.series_description);
-                if (!err) {
+                // std::regex compiles (and matches) recursively: a long, deeply nested pattern
+                // overflows the stack (found by tests/fuzz/fuzz_config: 6000 '(' crashed
+                // `segnode config check`).
+                constexpr std::size_t max_pattern = 256;
+                if (!err && rule.series_description.size() > max_pattern) {
+                    err = "the regular expression is " +
+                          std::to_string(rule.series_description.size()) +
+                          " characters long; at most " + std::to_string(max_pattern) +
+                          " are accepted";
+                } else if (!err) {
                     try {
                         const std::regex re(rule.series_description,
                                             std::regex::ECMAScript | std::regex::icase);
