@@ -45,6 +45,18 @@ std::optional<std::string> host_problem(const std::string& host) {
 }
 
 
+/// True when `text` has a run of more than 9 digits.
+bool has_long_number(const std::string& text) {
+    std::size_t run = 0;
+    for (const char c : text) {
+        run = std::isdigit(static_cast<unsigned char>(c)) != 0 ? run + 1 : 0;
+        if (run > 9) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /// Iterates an array of tables, calling `entry(table, index)`; shared shape errors.
 template <typename Entry>
 std::optional<std::string> for_each_table(const toml::node& node, const std::string& file,
@@ -204,7 +216,21 @@ std::optional<std::string> set_rules(const toml::node& node, Config& config,
                 field = upper(field);
             } else if (key == "series_description") {
                 err = read_string(v, rule.series_description);
-                if (!err) {
+                // std::regex compiles (and matches) recursively: a long, deeply nested pattern
+                // overflows the stack (found by tests/fuzz/fuzz_config: 6000 '(' crashed
+                // `segnode config check`).
+                constexpr std::size_t max_pattern = 256;
+                if (!err && rule.series_description.size() > max_pattern) {
+                    err = "the regular expression is " +
+                          std::to_string(rule.series_description.size()) +
+                          " characters long; at most " + std::to_string(max_pattern) +
+                          " are accepted";
+                } else if (!err && has_long_number(rule.series_description)) {
+                    // libstdc++ reads back-references and {n,m} counts into a long without an
+                    // overflow check (undefined behaviour, found by fuzzing with UBSan).
+                    err = "'" + rule.series_description +
+                          "': numbers in the regular expression have at most 9 digits";
+                } else if (!err) {
                     try {
                         const std::regex re(rule.series_description,
                                             std::regex::ECMAScript | std::regex::icase);

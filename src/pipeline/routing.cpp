@@ -57,6 +57,15 @@ bool rule_matches(const RuleConfig& rule, const store::SeriesRow& series, std::s
     if (!rule.body_part.empty() && !iequals(rule.body_part, series.attrs.body_part)) {
         return fail("body part '" + series.attrs.body_part + "' is not " + rule.body_part);
     }
+    // SeriesDescription is LO (at most 64 characters), but a sender may send any length, and
+    // std::regex_search recurses per character: ".*x" against 100 000 characters overflows
+    // the stack. Such a value never matches.
+    constexpr std::size_t max_description = 1024;
+    if (!rule.series_description.empty() && series.attrs.description.size() > max_description) {
+        return fail("series description is " + std::to_string(series.attrs.description.size()) +
+                    " characters long (over " + std::to_string(max_description) +
+                    "; LO allows 64): not matched against /" + rule.series_description + "/");
+    }
     if (!rule.series_description.empty()) {
         // Validated when the config was read.
         const std::regex re(rule.series_description, std::regex::ECMAScript | std::regex::icase);

@@ -2,6 +2,7 @@
 // slice must give back the region exactly, for random and handcrafted masks; plus the
 // convention (orientation, no collinear points, simple non-touching polygons) and the
 // ContourData size limits.
+#include "even_odd_raster.hpp"
 #include "segnode/dicom/contours.hpp"
 
 #include <algorithm>
@@ -20,36 +21,13 @@ namespace {
 
 using Mask = std::vector<std::uint8_t>;
 
-/// Independent even-odd rasteriser: per row of pixel centres, the crossings of every contour
-/// edge with the line y = j, sorted; pixels between pairs of crossings are inside.
+/// The shared even-odd rasteriser (even_odd_raster.hpp); every row must have an even number
+/// of crossings.
 Mask rasterise_even_odd(const std::vector<Contour>& contours, std::size_t w, std::size_t h,
                         std::uint8_t value = 1) {
-    Mask out(w * h, 0);
-    for (std::size_t j = 0; j < h; ++j) {
-        const double y = static_cast<double>(j);
-        std::vector<double> xs;
-        for (const Contour& c : contours) {
-            const std::size_t n = c.points.size();
-            for (std::size_t e = 0; e < n; ++e) {
-                const ContourPoint& p = c.points[e];
-                const ContourPoint& q = c.points[(e + 1) % n];
-                if ((p.y > y) != (q.y > y)) {
-                    xs.push_back(p.x + (y - p.y) * (q.x - p.x) / (q.y - p.y));
-                }
-            }
-        }
-        std::sort(xs.begin(), xs.end());
-        EXPECT_EQ(xs.size() % 2, 0U) << "odd number of crossings in row " << j;
-        for (std::size_t k = 0; k + 1 < xs.size(); k += 2) {
-            for (std::size_t i = 0; i < w; ++i) {
-                const double x = static_cast<double>(i);
-                if (x > xs[k] && x < xs[k + 1]) {
-                    out[i + w * j] = value;
-                }
-            }
-        }
-    }
-    return out;
+    test::Rasterised r = test::rasterise_even_odd(contours, w, h, value);
+    EXPECT_EQ(r.odd_row, -1) << "odd number of crossings in row " << r.odd_row;
+    return r.mask;
 }
 
 Mask binary(const Mask& labels, std::uint8_t value) {

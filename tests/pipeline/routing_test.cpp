@@ -55,6 +55,18 @@ TEST(Routing, EachMatchKeyCanRejectASeries) {
     r = rule;
     r.series_description = "^abdomen";
     reject(r, "does not match /^abdomen/");
+    {
+        // A sender's 100 000-character SeriesDescription: not matched, and no stack overflow in
+        // std::regex_search (it recurses per character).
+        auto long_description = series;
+        long_description.attrs.description = std::string(100000, 'a');
+        r = rule;
+        r.series_description = ".*x";
+        std::string reason;
+        EXPECT_FALSE(pipeline::rule_matches(r, long_description, &reason));
+        EXPECT_NE(reason.find("series description is 100000 characters long"), std::string::npos)
+            << reason;
+    }
     r = rule;
     r.min_instances = 121;
     reject(r, "120 instances < min_instances 121");

@@ -345,6 +345,17 @@ TEST(ConfigRouting, ErrorsNameFileLineAndKey) {
                   .find("test.toml:3:22: rules[0].series_description: '(chest' is not a valid "
                         "regular expression"),
               std::string::npos);
+    // Found by fuzzing: thousands of '(' overflowed the stack in std::regex's compiler.
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\nseries_description = \"" +
+                       std::string(6000, '(') + "\"\n")
+                  .find("test.toml:3:22: rules[0].series_description: the regular expression is "
+                        "6000 characters long; at most 256 are accepted"),
+              std::string::npos);
+    // Found by fuzzing (UBSan): libstdc++ overflows a long reading a 19-digit back-reference.
+    EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\nseries_description = "
+                       "\"c\\\\2222222222222222222\"\n")
+                  .find("numbers in the regular expression have at most 9 digits"),
+              std::string::npos);
     EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\nbody_prt = \"CHEST\"\n")
                   .find("test.toml:3:1: rules[0].body_prt: unknown key"),
               std::string::npos);
