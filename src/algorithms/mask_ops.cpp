@@ -503,7 +503,8 @@ std::size_t filter_components(LabelMap& mask, const ComponentFilter& filter, uns
             largest = std::max(largest, c.sizes[id]);
         }
         const double floor = filter.min_fraction_of_largest * static_cast<double>(largest);
-        std::erase_if(order, [&](std::uint32_t id) { return static_cast<double>(c.sizes[id]) < floor; });
+        std::erase_if(order,
+                      [&](std::uint32_t id) { return static_cast<double>(c.sizes[id]) < floor; });
     }
     if (order.size() == count) {
         return count;

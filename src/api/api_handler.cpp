@@ -2,23 +2,6 @@
 // server (http_server.cpp) turns each request into an HttpRequest and calls handle().
 #include "segnode/api/api_handler.hpp"
 
-#include <sys/statvfs.h>
-
-#include <algorithm>
-#include <array>
-#include <charconv>
-#include <chrono>
-#include <cstdio>
-#include <fstream>
-#include <functional>
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-#include <sstream>
-#include <string_view>
-#include <vector>
-
 #include "segnode/api/stow.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/core/version.hpp"
@@ -33,6 +16,22 @@
 #include "segnode/store/api_key_repo.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <string_view>
+#include <sys/statvfs.h>
+#include <vector>
 
 namespace segnode::api {
 
@@ -189,8 +188,8 @@ json page_json(const std::vector<Row>& rows, std::int64_t limit, ToJson&& to_jso
         items.push_back(to_json(rows[i]));
     }
     json body = {{"items", items}};
-    body["next_cursor"] = rows.size() > shown ? json(std::to_string(rows[shown - 1].id))
-                                              : json(nullptr);
+    body["next_cursor"] =
+        rows.size() > shown ? json(std::to_string(rows[shown - 1].id)) : json(nullptr);
     return body;
 }
 
@@ -349,12 +348,14 @@ json algorithm_json(const algorithms::AlgorithmInfo& info, bool detail) {
     for (const SegmentInfo& seg : info.segments) {
         segments.push_back({{"label", seg.label},
                             {"name", seg.name},
-                            {"category", {{"scheme", seg.category.scheme},
-                                          {"value", seg.category.value},
-                                          {"meaning", seg.category.meaning}}},
-                            {"type", {{"scheme", seg.type.scheme},
-                                      {"value", seg.type.value},
-                                      {"meaning", seg.type.meaning}}},
+                            {"category",
+                             {{"scheme", seg.category.scheme},
+                              {"value", seg.category.value},
+                              {"meaning", seg.category.meaning}}},
+                            {"type",
+                             {{"scheme", seg.type.scheme},
+                              {"value", seg.type.value},
+                              {"meaning", seg.type.meaning}}},
                             {"rgb", {seg.rgb[0], seg.rgb[1], seg.rgb[2]}}});
     }
     out["settings"] = settings;
@@ -719,9 +720,10 @@ struct ApiHandler::Impl {
         }
         Match m;
         if (matched.empty()) {
-            m.refusal = bad_escape ? problem(400, "malformed percent escape in " + req.path)
-                                   : problem(404, "no route " + req.path +
-                                                      " (see GET /api/v1/openapi.yaml)");
+            m.refusal =
+                bad_escape
+                    ? problem(400, "malformed percent escape in " + req.path)
+                    : problem(404, "no route " + req.path + " (see GET /api/v1/openapi.yaml)");
             count("(unmatched)", m.refusal.status);
             return m;
         }
@@ -736,8 +738,8 @@ struct ApiHandler::Impl {
         for (const Route* r : matched) {
             allow += (allow.empty() ? "" : ", ") + r->method;
         }
-        m.refusal = problem(405, req.method + " is not allowed on " + req.path + " (allowed: " +
-                                     allow + ")");
+        m.refusal = problem(405, req.method + " is not allowed on " + req.path +
+                                     " (allowed: " + allow + ")");
         m.refusal.headers.emplace_back("Allow", allow);
         count(matched.front()->pattern, 405);
         return m;
@@ -811,8 +813,7 @@ struct ApiHandler::Impl {
     HttpResponse metrics(const HttpRequest& req);
     HttpResponse readiness();
     HttpResponse submit_job(const HttpRequest& req, const Caller& caller);
-    HttpResponse job_file(const HttpRequest& req, const Caller& caller, const Params& p,
-                          bool log);
+    HttpResponse job_file(const HttpRequest& req, const Caller& caller, const Params& p, bool log);
 };
 
 UploadStart ApiHandler::Impl::start_upload(const HttpRequest& req, const Caller& caller) {
@@ -853,10 +854,9 @@ UploadStart ApiHandler::Impl::start_upload(const HttpRequest& req, const Caller&
         std::uint64_t n = 0;
         const auto* end = length->data() + length->size();
         if (std::from_chars(length->data(), end, n).ptr == end && n > limit) {
-            start.refusal = problem(413, "the upload of " + *length +
-                                             " bytes exceeds http.max_upload_mb (" +
-                                             std::to_string(ctx.config.http.max_upload_mb) +
-                                             " MiB)");
+            start.refusal =
+                problem(413, "the upload of " + *length + " bytes exceeds http.max_upload_mb (" +
+                                 std::to_string(ctx.config.http.max_upload_mb) + " MiB)");
             return start;
         }
     }
@@ -1028,7 +1028,8 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
           "histogram");
     {
         static constexpr std::array<double, 9> k_buckets = {1, 5, 10, 30, 60, 120, 300, 900, 3600};
-        std::map<std::string, std::pair<std::array<std::uint64_t, 9>, std::pair<std::uint64_t, double>>>
+        std::map<std::string,
+                 std::pair<std::array<std::uint64_t, 9>, std::pair<std::uint64_t, double>>>
             per_algorithm;
         for (const auto& [algorithm, seconds] : durations) {
             auto& [buckets, totals] = per_algorithm[algorithm];
@@ -1041,8 +1042,8 @@ HttpResponse ApiHandler::Impl::metrics(const HttpRequest& /*req*/) {
         for (const auto& [algorithm, data] : per_algorithm) {
             const auto& [buckets, totals] = data;
             for (std::size_t i = 0; i < k_buckets.size(); ++i) {
-                out << "segnode_job_duration_seconds_bucket{algorithm=\"" << algorithm
-                    << "\",le=\"" << k_buckets.at(i) << "\"} " << buckets.at(i) << "\n";
+                out << "segnode_job_duration_seconds_bucket{algorithm=\"" << algorithm << "\",le=\""
+                    << k_buckets.at(i) << "\"} " << buckets.at(i) << "\n";
             }
             out << "segnode_job_duration_seconds_bucket{algorithm=\"" << algorithm
                 << "\",le=\"+Inf\"} " << totals.first << "\n"
@@ -1109,8 +1110,8 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
         return problem(400, "the request body must be a JSON object, e.g. {\"series_uid\": "
                             "\"1.2.3\", \"algorithm\": \"body\"}");
     }
-    static const std::vector<std::string> known = {"series_uid", "algorithm", "settings",
-                                                   "outputs", "destination"};
+    static const std::vector<std::string> known = {"series_uid", "algorithm", "settings", "outputs",
+                                                   "destination"};
     for (const auto& [k, v] : body.items()) {
         if (std::find(known.begin(), known.end(), k) == known.end()) {
             return problem(400, "unknown field '" + k +
@@ -1145,8 +1146,10 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
             } else if (v.is_number()) {
                 text = v.dump();
             } else {
-                return problem(422, "settings." + k + ": expected a string, number or boolean, "
-                                    "not " + v.type_name());
+                return problem(422, "settings." + k +
+                                        ": expected a string, number or boolean, "
+                                        "not " +
+                                        v.type_name());
             }
             request.settings.emplace_back(k, text);
         }
@@ -1160,7 +1163,8 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
         for (const json& o : outputs) {
             if (!o.is_string()) {
                 return problem(400, std::string("field 'outputs': each item must be a string, "
-                                                "not ") + o.type_name());
+                                                "not ") +
+                                        o.type_name());
             }
             const std::string name = o.get<std::string>();
             OutputKind kind{};
@@ -1240,8 +1244,10 @@ HttpResponse ApiHandler::Impl::job_file(const HttpRequest& req, const Caller& ca
             if (name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-") !=
                     std::string::npos ||
                 name.front() == '.' || name.find("..") != std::string::npos) {
-                return problem(400, "invalid output name '" + name +
-                                        "' (names are like seg.dcm, rtstruct.dcm, labels.nii.gz, segments.json)");
+                return problem(
+                    400,
+                    "invalid output name '" + name +
+                        "' (names are like seg.dcm, rtstruct.dcm, labels.nii.gz, segments.json)");
             }
             const auto outputs = store::JobRepo(*db).outputs(*id);
             std::string names;
@@ -1296,10 +1302,12 @@ void ApiHandler::Impl::add_routes() {
     add("GET", "/healthz", Access::Public, [](const HttpRequest&, const Caller&, const Params&) {
         return json_response(200, {{"status", "ok"}});
     });
-    add("GET", "/readyz", Access::Public,
+    add(
+        "GET", "/readyz", Access::Public,
         [this](const HttpRequest&, const Caller&, const Params&) { return readiness(); },
         Runs::Worker);
-    add("GET", "/metrics", Access::Metrics,
+    add(
+        "GET", "/metrics", Access::Metrics,
         [this](const HttpRequest& req, const Caller&, const Params&) { return metrics(req); },
         Runs::Worker);
     add("GET", "/api/v1/openapi.yaml", Access::Public,
@@ -1323,24 +1331,28 @@ void ApiHandler::Impl::add_routes() {
                 jobs_by_state[s] = n;
             }
             const auto free = free_bytes(ctx.workdir.root());
-            return json_response(
-                200, {{"version", version_string()},
-                      {"ae_titles", ctx.config.called_ae_titles()},
-                      {"dicom", {{"bind_address", ctx.config.dicom.bind_address},
-                                 {"port", ctx.config.dicom.port},
-                                 {"listening", ctx.scp_listening()},
-                                 {"active_associations", ctx.active_associations()}}},
-                      {"http", {{"bind_address", ctx.config.http.bind_address},
-                                {"port", ctx.config.http.port}}},
-                      {"counts", {{"instances", c.instances},
-                                  {"series", {{"receiving", c.series_receiving},
-                                              {"complete", c.series_complete},
-                                              {"routed", c.series_routed}}},
-                                  {"associations", c.associations},
-                                  {"jobs", jobs_by_state}}},
-                      {"disk", {{"free_bytes", free ? json(*free) : json(nullptr)},
-                                {"min_free_mb", ctx.config.retention.min_free_mb}}},
-                      {"uptime_s", (now_ms() - ctx.started_at_ms) / 1000}});
+            return json_response(200, {{"version", version_string()},
+                                       {"ae_titles", ctx.config.called_ae_titles()},
+                                       {"dicom",
+                                        {{"bind_address", ctx.config.dicom.bind_address},
+                                         {"port", ctx.config.dicom.port},
+                                         {"listening", ctx.scp_listening()},
+                                         {"active_associations", ctx.active_associations()}}},
+                                       {"http",
+                                        {{"bind_address", ctx.config.http.bind_address},
+                                         {"port", ctx.config.http.port}}},
+                                       {"counts",
+                                        {{"instances", c.instances},
+                                         {"series",
+                                          {{"receiving", c.series_receiving},
+                                           {"complete", c.series_complete},
+                                           {"routed", c.series_routed}}},
+                                         {"associations", c.associations},
+                                         {"jobs", jobs_by_state}}},
+                                       {"disk",
+                                        {{"free_bytes", free ? json(*free) : json(nullptr)},
+                                         {"min_free_mb", ctx.config.retention.min_free_mb}}},
+                                       {"uptime_s", (now_ms() - ctx.started_at_ms) / 1000}});
         });
     add("GET", "/api/v1/algorithms", Access::Read,
         [this](const HttpRequest&, const Caller&, const Params&) {
@@ -1383,12 +1395,13 @@ void ApiHandler::Impl::add_routes() {
             std::vector<store::SeriesRow> rows;
             {
                 auto db = ctx.pool.acquire();
-                rows = store::ReceiveIndex(*db).list_series_page(state, page.before,
-                                                                 page.limit + 1);
+                rows =
+                    store::ReceiveIndex(*db).list_series_page(state, page.before, page.limit + 1);
             }
             return json_response(200, page_json(rows, page.limit, series_json));
         });
-    add("GET", "/api/v1/series/{uid}", Access::Read,
+    add(
+        "GET", "/api/v1/series/{uid}", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             auto db = ctx.pool.acquire();
             const auto s = store::ReceiveIndex(*db).find_series(p[0]);
@@ -1399,9 +1412,9 @@ void ApiHandler::Impl::add_routes() {
             store::ReceiveIndex index(*db);
             body["taken"] = pipeline::describe_series_taken(ctx.config, index, s->id);
             const RuleConfig* rule = pipeline::first_match(ctx.config, *s);
-            body["routing"] = rule != nullptr ? json{{"rule", rule->name},
-                                                      {"algorithm", rule->algorithm}}
-                                              : json(nullptr);
+            body["routing"] = rule != nullptr
+                                  ? json{{"rule", rule->name}, {"algorithm", rule->algorithm}}
+                                  : json(nullptr);
             json jobs_list = json::array();
             for (const store::JobRow& j : store::JobRepo(*db).for_series(s->id)) {
                 if (caller.sees_all_jobs() || j.spec.owner_key_id == caller.key->id) {
@@ -1419,7 +1432,8 @@ void ApiHandler::Impl::add_routes() {
         },
         Runs::Worker); // reads the instances' headers
     // Served streamed by the server (begin_upload); this path serves a body already in memory.
-    add("POST", "/api/v1/studies", Access::Submit,
+    add(
+        "POST", "/api/v1/studies", Access::Submit,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             UploadStart start = start_upload(req, caller);
             if (!start.upload) {
@@ -1431,7 +1445,8 @@ void ApiHandler::Impl::add_routes() {
             return start.upload->finish();
         },
         Runs::Worker); // writes files and the index
-    add("POST", "/api/v1/series/{uid}/complete", Access::Submit,
+    add(
+        "POST", "/api/v1/series/{uid}/complete", Access::Submit,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             std::optional<store::SeriesRow> series;
             {
@@ -1449,13 +1464,13 @@ void ApiHandler::Impl::add_routes() {
                 }
                 series = index.find_series(series->id);
             }
-            spdlog::info("series {} completed by the HTTP API (key '{}')", p[0],
-                         caller.key->name);
+            spdlog::info("series {} completed by the HTTP API (key '{}')", p[0], caller.key->name);
             ctx.wake_jobs(); // routing takes it at once
             return json_response(200, series_json(*series));
         },
         Runs::Worker);
-    add("POST", "/api/v1/jobs", Access::Submit,
+    add(
+        "POST", "/api/v1/jobs", Access::Submit,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             return submit_job(req, caller);
         },
@@ -1529,8 +1544,8 @@ void ApiHandler::Impl::add_routes() {
             return json_response(200, body);
         });
     for (const bool retry : {false, true}) {
-        add("POST", retry ? "/api/v1/jobs/{id}/retry" : "/api/v1/jobs/{id}/cancel",
-            Access::Submit,
+        add(
+            "POST", retry ? "/api/v1/jobs/{id}/retry" : "/api/v1/jobs/{id}/cancel", Access::Submit,
             [this, retry](const HttpRequest&, const Caller& caller, const Params& p) {
                 const auto id = parse_id(p[0]);
                 if (!id) {
@@ -1543,7 +1558,8 @@ void ApiHandler::Impl::add_routes() {
                         return no_job(p[0]);
                     }
                     auto lock = ctx.pool.write_lock();
-                    outcome = retry ? pipeline::retry_job(*db, *id) : pipeline::cancel_job(*db, *id);
+                    outcome =
+                        retry ? pipeline::retry_job(*db, *id) : pipeline::cancel_job(*db, *id);
                 }
                 if (outcome.ok()) {
                     ctx.wake_jobs();
@@ -1564,18 +1580,19 @@ void ApiHandler::Impl::add_routes() {
             if (!job) {
                 return no_job(p[0]);
             }
-            const json items = output_files(ctx.workdir.root(), p[0],
-                                            store::JobRepo(*db).outputs(*id), true);
-            return json_response(200, {{"job", *id},
-                                       {"state", store::to_string(job->state)},
-                                       {"items", items}});
+            const json items =
+                output_files(ctx.workdir.root(), p[0], store::JobRepo(*db).outputs(*id), true);
+            return json_response(
+                200, {{"job", *id}, {"state", store::to_string(job->state)}, {"items", items}});
         });
-    add("GET", "/api/v1/jobs/{id}/outputs/{name}", Access::Read,
+    add(
+        "GET", "/api/v1/jobs/{id}/outputs/{name}", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, false);
         },
         Runs::Worker);
-    add("GET", "/api/v1/jobs/{id}/log", Access::Read,
+    add(
+        "GET", "/api/v1/jobs/{id}/log", Access::Read,
         [this](const HttpRequest& req, const Caller& caller, const Params& p) {
             return job_file(req, caller, p, true);
         },
@@ -1591,7 +1608,8 @@ void ApiHandler::Impl::add_routes() {
             }
             return json_response(200, {{"items", items}});
         });
-    add("POST", "/api/v1/peers/{name}/echo", Access::Admin,
+    add(
+        "POST", "/api/v1/peers/{name}/echo", Access::Admin,
         [this](const HttpRequest&, const Caller&, const Params& p) {
             const PeerConfig* peer = ctx.config.find_peer(p[0]);
             if (peer == nullptr) {
@@ -1630,7 +1648,8 @@ void ApiHandler::Impl::add_routes() {
             }
             return json_response(200, {{"items", items}});
         });
-    add("POST", "/api/v1/keys", Access::Admin,
+    add(
+        "POST", "/api/v1/keys", Access::Admin,
         [this](const HttpRequest& req, const Caller& caller, const Params&) {
             json body;
             try {
@@ -1640,8 +1659,8 @@ void ApiHandler::Impl::add_routes() {
                 if (const auto pos = what.find("] "); pos != std::string::npos) {
                     what = what.substr(pos + 2);
                 }
-                return problem(400, "malformed JSON (byte " + std::to_string(e.byte) + "): " +
-                                        what);
+                return problem(400,
+                               "malformed JSON (byte " + std::to_string(e.byte) + "): " + what);
             }
             if (!body.is_object() || !body.contains("name") || !body["name"].is_string() ||
                 !body.contains("role") || !body["role"].is_string()) {
@@ -1674,17 +1693,18 @@ void ApiHandler::Impl::add_routes() {
             }
             spdlog::info("http: API key '{}' ({}) created by key '{}'", name, to_string(*role),
                          caller.key->name);
-            HttpResponse r = json_response(
-                201, {{"name", issued->row.name},
-                      {"role", issued->row.role},
-                      {"prefix", issued->row.prefix},
-                      {"key", issued->key},
-                      {"note", "the key is shown only now; store it safely"}});
+            HttpResponse r =
+                json_response(201, {{"name", issued->row.name},
+                                    {"role", issued->row.role},
+                                    {"prefix", issued->row.prefix},
+                                    {"key", issued->key},
+                                    {"note", "the key is shown only now; store it safely"}});
             r.headers.emplace_back("Location", "/api/v1/keys/" + name);
             return r;
         },
         Runs::Worker);
-    add("DELETE", "/api/v1/keys/{name}", Access::Admin,
+    add(
+        "DELETE", "/api/v1/keys/{name}", Access::Admin,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
             Status st;
             {
@@ -1712,9 +1732,13 @@ void ApiHandler::Impl::add_routes() {
 ApiHandler::ApiHandler(const pipeline::ServiceContext& context)
     : m_impl(std::make_unique<Impl>(*this, context)) {}
 
-ApiHandler::~ApiHandler() { stop(); }
+ApiHandler::~ApiHandler() {
+    stop();
+}
 
-HttpResponse ApiHandler::handle(const HttpRequest& request) { return m_impl->handle(request); }
+HttpResponse ApiHandler::handle(const HttpRequest& request) {
+    return m_impl->handle(request);
+}
 
 void ApiHandler::handle_async(HttpRequest request, std::function<void(HttpResponse)> done) {
     m_impl->handle_async(std::move(request), std::move(done));

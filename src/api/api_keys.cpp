@@ -1,13 +1,12 @@
 #include "segnode/api/api_keys.hpp"
 
+#include "segnode/core/clock.hpp"
+
+#include <array>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-
-#include <array>
 #include <stdexcept>
-
-#include "segnode/core/clock.hpp"
 
 namespace segnode::api {
 namespace {
@@ -80,7 +79,8 @@ std::optional<std::string> key_name_problem(const std::string& name) {
     if (name.empty() || name.size() > 64) {
         return "a key name must be 1 to 64 characters long";
     }
-    if (name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+    if (name.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
         std::string::npos) {
         return "key name '" + name + "' may only contain letters, digits, '.', '_' and '-'";
     }

@@ -7,9 +7,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
-
 #include <chrono>
+#include <openssl/ssl.h>
 
 namespace segnode::api {
 namespace {
@@ -184,8 +183,7 @@ Result<ClientResponse> with_connection(const ServerUrl& server, const std::strin
             // A host name: send it (SNI) and check the certificate against it.
             // SSL_set_tlsext_host_name() without its C cast.
             if (SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                         TLSEXT_NAMETYPE_host_name,
-                         const_cast<char*>(server.host.c_str())) != 1 ||
+                         TLSEXT_NAMETYPE_host_name, const_cast<char*>(server.host.c_str())) != 1 ||
                 X509_VERIFY_PARAM_set1_host(param, server.host.c_str(), 0) != 1) {
                 return Error{"TLS: cannot check the certificate for " + server.host};
             }

@@ -2,27 +2,25 @@
 // writing responses. Everything else sees HttpRequest/HttpResponse (http_types.hpp).
 #include "segnode/api/http_server.hpp"
 
+#include "segnode/api/api_handler.hpp"
+#include "segnode/api/stow.hpp"
+
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <atomic>
-#include <map>
 #include <chrono>
+#include <map>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
-
-#include "segnode/api/api_handler.hpp"
-#include "segnode/api/stow.hpp"
 
 namespace segnode::api {
 namespace {
@@ -102,8 +100,9 @@ public:
     }
 
     void reject() {
-        refuse(503, "too many connections (http.max_connections = " +
-                        std::to_string(m_shared.config.max_connections) + "); try again later",
+        refuse(503,
+               "too many connections (http.max_connections = " +
+                   std::to_string(m_shared.config.max_connections) + "); try again later",
                "(max connections)");
     }
 
@@ -123,8 +122,8 @@ private:
         m_parser->header_limit(m_shared.config.max_header_bytes);
         // The larger of the two limits until the route is known (on_header applies the right
         // one): a Content-Length over it is refused before the body is read.
-        m_parser->body_limit(std::max<std::uint64_t>(m_shared.config.max_body_bytes,
-                                                     upload_limit()));
+        m_parser->body_limit(
+            std::max<std::uint64_t>(m_shared.config.max_body_bytes, upload_limit()));
         lowest().expires_after(std::chrono::seconds(m_shared.config.header_timeout_s));
         http::async_read_header(m_stream, m_buffer, *m_parser,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
@@ -138,20 +137,22 @@ private:
             return; // tcp_stream closed the socket
         }
         if (ec == http::error::header_limit) {
-            return refuse(431, "the request line and headers exceed http.max_header_bytes (" +
-                                   std::to_string(m_shared.config.max_header_bytes) + " bytes)",
+            return refuse(431,
+                          "the request line and headers exceed http.max_header_bytes (" +
+                              std::to_string(m_shared.config.max_header_bytes) + " bytes)",
                           "(header limit)");
         }
         if (ec == http::error::body_limit) {
             const auto length = m_parser->content_length();
-            return refuse(413, "the request body" +
-                                   (length ? " of " + std::to_string(*length) + " bytes"
-                                           : std::string()) +
-                                   " exceeds http.max_body_bytes (" +
-                                   std::to_string(m_shared.config.max_body_bytes) +
-                                   " bytes) and, for uploads, http.max_upload_mb (" +
-                                   std::to_string(m_shared.config.max_upload_mb) + " MiB)",
-                          "(body limit)");
+            return refuse(
+                413,
+                "the request body" +
+                    (length ? " of " + std::to_string(*length) + " bytes" : std::string()) +
+                    " exceeds http.max_body_bytes (" +
+                    std::to_string(m_shared.config.max_body_bytes) +
+                    " bytes) and, for uploads, http.max_upload_mb (" +
+                    std::to_string(m_shared.config.max_upload_mb) + " MiB)",
+                "(body limit)");
         }
         if (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
             ec == asio::error::eof || ec == asio::error::operation_aborted) {
@@ -163,15 +164,15 @@ private:
             }
             return refuse(400, "malformed HTTP request: " + ec.message(), "(malformed)");
         }
-        if (ApiHandler::is_upload(std::string(m_parser->get().method_string()),
-                                  target_path())) {
+        if (ApiHandler::is_upload(std::string(m_parser->get().method_string()), target_path())) {
             return start_upload();
         }
         const auto length = m_parser->content_length();
         if (length && *length > m_shared.config.max_body_bytes) {
-            return refuse(413, "the request body of " + std::to_string(*length) +
-                                   " bytes exceeds http.max_body_bytes (" +
-                                   std::to_string(m_shared.config.max_body_bytes) + " bytes)",
+            return refuse(413,
+                          "the request body of " + std::to_string(*length) +
+                              " bytes exceeds http.max_body_bytes (" +
+                              std::to_string(m_shared.config.max_body_bytes) + " bytes)",
                           "(body limit)");
         }
         if (m_parser->is_done()) {
@@ -185,8 +186,9 @@ private:
 
     void on_body(beast::error_code ec, std::size_t /*bytes*/) {
         if (ec == http::error::body_limit) {
-            return refuse(413, "the request body exceeds http.max_body_bytes (" +
-                                   std::to_string(m_shared.config.max_body_bytes) + " bytes)",
+            return refuse(413,
+                          "the request body exceeds http.max_body_bytes (" +
+                              std::to_string(m_shared.config.max_body_bytes) + " bytes)",
                           "(body limit)");
         }
         if (ec) {
@@ -276,14 +278,15 @@ private:
             ec = {};
         }
         if (ec == http::error::body_limit) {
-            HttpResponse r = m_upload->abort(
-                413, "the upload exceeds http.max_upload_mb (" +
-                         std::to_string(m_shared.config.max_upload_mb) + " MiB)");
+            HttpResponse r =
+                m_upload->abort(413, "the upload exceeds http.max_upload_mb (" +
+                                         std::to_string(m_shared.config.max_upload_mb) + " MiB)");
             return end_upload(std::move(r), true);
         }
         if (ec) {
             spdlog::info("http: STOW-RS upload {} from {} ended before its body was complete: "
-                         "{}", m_upload->association_id(), m_peer, ec.message());
+                         "{}",
+                         m_upload->association_id(), m_peer, ec.message());
             m_upload.reset(); // the part in progress is removed, the upload recorded as aborted
             m_upload_parser.reset();
             return close();
@@ -373,17 +376,17 @@ private:
         res->keep_alive(!close_after);
         res->prepare_payload();
         lowest().expires_after(k_write_timeout);
-        http::async_write(m_stream, *res,
-                          [self = shared_from_this(), res, close_after](beast::error_code ec,
-                                                                        std::size_t) {
-                              if (ec) {
-                                  return self->close();
-                              }
-                              if (close_after) {
-                                  return self->drain_and_close();
-                              }
-                              self->read_header();
-                          });
+        http::async_write(
+            m_stream, *res,
+            [self = shared_from_this(), res, close_after](beast::error_code ec, std::size_t) {
+                if (ec) {
+                    return self->close();
+                }
+                if (close_after) {
+                    return self->drain_and_close();
+                }
+                self->read_header();
+            });
     }
 
     // After refusing a request whose body we did not read, read a little of what the client
@@ -460,7 +463,7 @@ struct HttpService::Impl {
 
     void accept() {
         acceptor->async_accept(asio::make_strand(*io), [this](beast::error_code ec,
-                                                             tcp::socket socket) {
+                                                              tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
                 return;
             }
@@ -484,12 +487,11 @@ struct HttpService::Impl {
     }
 };
 
-template <class SessionPtr> void start_session_impl(Shared& shared, ApiHandler& handler,
-                                                    SessionPtr session, unsigned active) {
+template <class SessionPtr>
+void start_session_impl(Shared& shared, ApiHandler& handler, SessionPtr session, unsigned active) {
     if (active > shared.config.max_connections) {
         handler.count_connection_refused();
-        spdlog::warn("http: {} connections open (http.max_connections); refusing one",
-                     active - 1);
+        spdlog::warn("http: {} connections open (http.max_connections); refusing one", active - 1);
         session->start_rejected();
     } else {
         session->start();
@@ -498,7 +500,9 @@ template <class SessionPtr> void start_session_impl(Shared& shared, ApiHandler& 
 
 HttpService::HttpService() : m_impl(std::make_unique<Impl>()) {}
 
-HttpService::~HttpService() { stop(); }
+HttpService::~HttpService() {
+    stop();
+}
 
 Status HttpService::start(const pipeline::ServiceContext& context) {
     const HttpConfig& config = context.config.http;
@@ -513,8 +517,7 @@ Status HttpService::start(const pipeline::ServiceContext& context) {
         beast::error_code tls_ec;
         tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                              asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                             asio::ssl::context::no_tlsv1_1 |
-                             asio::ssl::context::single_dh_use,
+                             asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use,
                          tls_ec);
         tls->use_certificate_chain_file(config.tls_cert_file, tls_ec);
         if (tls_ec) {

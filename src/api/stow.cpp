@@ -2,14 +2,13 @@
 // Receiver (contract in docs/api.md, "Uploading a series").
 #include "segnode/api/stow.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "segnode/dicom/sop_classes.hpp"
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
-
-#include "segnode/dicom/sop_classes.hpp"
+#include <unistd.h>
 
 namespace segnode::api {
 namespace {
@@ -47,7 +46,9 @@ bool is_token(std::string_view s) {
 }
 
 /// A DICOM JSON attribute (PS3.18 F.2) with one value.
-json attribute(const char* vr, json value) { return {{"vr", vr}, {"Value", json::array({value})}}; }
+json attribute(const char* vr, json value) {
+    return {{"vr", vr}, {"Value", json::array({value})}};
+}
 
 } // namespace
 
@@ -215,8 +216,8 @@ Status MultipartReader::step(bool& progressed) {
             const auto at = m_buffer.find("\r\n\r\n");
             if (at == std::string::npos) {
                 if (m_buffer.size() > m_max_header_bytes) {
-                    return fail("the headers of part " + std::to_string(m_parts + 1) +
-                                " exceed " + std::to_string(m_max_header_bytes) +
+                    return fail("the headers of part " + std::to_string(m_parts + 1) + " exceed " +
+                                std::to_string(m_max_header_bytes) +
                                 " bytes (or do not end with an empty line)");
                 }
                 return ok_status();
@@ -235,8 +236,8 @@ Status MultipartReader::step(bool& progressed) {
             const std::string_view line(m_buffer.data() + line_start, line_end - line_start);
             const auto colon = line.find(':');
             if (colon == std::string_view::npos || !is_token(line.substr(0, colon))) {
-                return fail("malformed header line in part " + std::to_string(m_parts + 1) +
-                            ": '" + std::string(line.substr(0, 80)) + "'");
+                return fail("malformed header line in part " + std::to_string(m_parts + 1) + ": '" +
+                            std::string(line.substr(0, 80)) + "'");
             }
             headers[lower(line.substr(0, colon))] = std::string(trim(line.substr(colon + 1)));
             line_start = line_end + 2;
@@ -484,10 +485,10 @@ std::optional<HttpResponse> StowUpload::feed(std::string_view bytes) {
 
 HttpResponse StowUpload::abort(int status, const std::string& detail) {
     drop_part("", 0);
-    const std::string stored =
-        m_stored > 0 ? "; " + std::to_string(m_stored) + " instance(s) of this upload were "
-                                                            "stored before"
-                     : std::string();
+    const std::string stored = m_stored > 0 ? "; " + std::to_string(m_stored) +
+                                                  " instance(s) of this upload were "
+                                                  "stored before"
+                                            : std::string();
     close("aborted", detail);
     return problem(status, detail + stored);
 }

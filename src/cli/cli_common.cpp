@@ -1,20 +1,19 @@
 #include "cli_common.hpp"
 
+#include "segnode/pipeline/algorithm_catalog.hpp"
+#include "segnode/store/migrations.hpp"
+#include "segnode/store/workdir.hpp"
+
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
-#include "segnode/pipeline/algorithm_catalog.hpp"
-
-#include <cstdlib>
 #include <iostream>
-
-#include "segnode/store/migrations.hpp"
-#include "segnode/store/workdir.hpp"
 
 namespace segnode::cli {
 
 void add_global_options(CLI::App& app, GlobalOptions& o) {
-    app.add_option("-c,--config", o.config_file, "Config file (default: $SEGNODE_CONFIG, else built-in defaults)")
+    app.add_option("-c,--config", o.config_file,
+                   "Config file (default: $SEGNODE_CONFIG, else built-in defaults)")
         ->envname("SEGNODE_CONFIG");
     app.add_option("--ae-title", o.overrides.ae_title, "Override node.ae_title");
     app.add_option("--port", o.overrides.port, "Override dicom.port");
@@ -138,9 +137,9 @@ std::optional<store::Database> open_database(const Config& config, bool create, 
             return std::nullopt;
         }
     }
-    auto db = store::Database::open(workdir.db_path(), create
-                                                          ? store::Database::Mode::ReadWriteCreate
-                                                          : store::Database::Mode::ReadWrite);
+    auto db =
+        store::Database::open(workdir.db_path(), create ? store::Database::Mode::ReadWriteCreate
+                                                        : store::Database::Mode::ReadWrite);
     if (!db) {
         std::cerr << db.error().message << "\n";
         return std::nullopt;
@@ -155,9 +154,9 @@ std::optional<store::Database> open_database(const Config& config, bool create, 
             *applied = *migrated;
         }
     } else if (store::schema_version(*db) != store::latest_schema_version()) {
-        std::cerr << workdir.db_path().string() << ": schema version "
-                  << store::schema_version(*db) << ", this segnode expects "
-                  << store::latest_schema_version() << " (run 'segnode db migrate')\n";
+        std::cerr << workdir.db_path().string() << ": schema version " << store::schema_version(*db)
+                  << ", this segnode expects " << store::latest_schema_version()
+                  << " (run 'segnode db migrate')\n";
         return std::nullopt;
     }
     return std::move(db).value();

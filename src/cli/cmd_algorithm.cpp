@@ -1,8 +1,8 @@
 // `segnode algorithm list|show`: what the registry knows, for people choosing an algorithm and
 // its --set values.
 #include "cli_common.hpp"
-#include "segnode/pipeline/external_algorithm.hpp"
 #include "segnode/algorithms/registry.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
 
 #include <algorithm>
 #include <array>
@@ -157,9 +157,8 @@ void print_external(const ExternalAlgorithmConfig& c) {
               << "  output        " << c.output_kind
               << (c.output.empty() ? std::string() : " " + c.output) << "\n"
               << "  timeout_s     " << c.timeout_s << "\n"
-              << "  memory_mb     " << (c.memory_mb == 0 ? std::string("no limit")
-                                                         : std::to_string(c.memory_mb))
-              << "\n"
+              << "  memory_mb     "
+              << (c.memory_mb == 0 ? std::string("no limit") : std::to_string(c.memory_mb)) << "\n"
               << "  max_parallel  " << c.max_parallel << "\n";
 }
 
@@ -241,15 +240,15 @@ std::optional<nlohmann::json> remote_algorithm(const Remote& remote, const std::
 }
 
 void remote_list(const Remote& remote, int& exit_code) {
-    const auto listed = remote_json(remote, "GET", "/api/v1/algorithms", {}, "algorithm list",
-                                    exit_code);
+    const auto listed =
+        remote_json(remote, "GET", "/api/v1/algorithms", {}, "algorithm list", exit_code);
     if (!listed) {
         return;
     }
     std::vector<algorithms::AlgorithmInfo> infos;
     for (const auto& item : (*listed)["items"]) {
-        const auto detail = remote_algorithm(remote, text(item["name"]), "algorithm list",
-                                             exit_code);
+        const auto detail =
+            remote_algorithm(remote, text(item["name"]), "algorithm list", exit_code);
         if (!detail) {
             return;
         }

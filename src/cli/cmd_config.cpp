@@ -1,8 +1,8 @@
-#include <iostream>
-
 #include "cli_common.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/pipeline/routing.hpp"
+
+#include <iostream>
 
 namespace segnode::cli {
 
@@ -48,13 +48,12 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                   << "  storage: fsync=" << (c.storage.fsync ? "true" : "false")
                   << " duplicate_policy=" << to_string(c.storage.duplicate_policy) << "\n"
                   << "  series:  quiet_period_s=" << c.series.quiet_period_s
-                  << " late_instance_policy=" << to_string(c.series.late_instance_policy)
-                  << "\n"
+                  << " late_instance_policy=" << to_string(c.series.late_instance_policy) << "\n"
                   << "  jobs:    workers=" << c.jobs.workers << " timeout_s=" << c.jobs.timeout_s
                   << " send attempts=" << c.send.attempts << "\n";
         if (c.http.enabled) {
-            std::cout << "  http:    " << (c.http.tls_cert_file.empty() ? "http" : "https")
-                      << "://" << c.http.bind_address << ":" << c.http.port
+            std::cout << "  http:    " << (c.http.tls_cert_file.empty() ? "http" : "https") << "://"
+                      << c.http.bind_address << ":" << c.http.port
                       << " max_connections=" << c.http.max_connections
                       << " max_body_bytes=" << c.http.max_body_bytes << "\n";
         } else {
@@ -70,9 +69,9 @@ void add_config_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                       << "\n";
         }
         for (const ExternalAlgorithmConfig& algo : c.algorithms) {
-            std::cout << "  algorithm: " << algo.name << " " << algo.version << " (external: "
-                      << algo.command.front() << ", layout " << algo.layout << ", "
-                      << algo.input_format << " -> " << algo.output_kind << ", timeout "
+            std::cout << "  algorithm: " << algo.name << " " << algo.version
+                      << " (external: " << algo.command.front() << ", layout " << algo.layout
+                      << ", " << algo.input_format << " -> " << algo.output_kind << ", timeout "
                       << algo.timeout_s << " s, max_parallel " << algo.max_parallel << ")\n";
         }
         if (c.rules.empty()) {

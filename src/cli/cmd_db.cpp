@@ -76,8 +76,8 @@ void add_db_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             std::cout << copy->file.string() << ": " << copy->bytes << " bytes, " << copy->pages
                       << " pages, schema version " << copy->schema_version << ", "
-                      << copy->instances << " instances, " << copy->jobs << " jobs ("
-                      << std::fixed << std::setprecision(2) << seconds << " s)\n";
+                      << copy->instances << " instances, " << copy->jobs << " jobs (" << std::fixed
+                      << std::setprecision(2) << seconds << " s)\n";
         });
     });
 }

@@ -243,8 +243,8 @@ void add_job_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             if (const auto remote = resolve_remote(options, failed)) {
                 const auto body = remote_json(
                     *remote, "POST",
-                    "/api/v1/jobs/" + std::to_string(*id) + (retry ? "/retry" : "/cancel"), {},
-                    "", exit_code); // the local command prints the bare reason too
+                    "/api/v1/jobs/" + std::to_string(*id) + (retry ? "/retry" : "/cancel"), {}, "",
+                    exit_code); // the local command prints the bare reason too
                 if (body) {
                     std::cout << text_of((*body)["message"]) << "\n";
                     exit_code = 0;

@@ -63,7 +63,8 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->callback([&options, &exit_code] {
         bool failed = false;
         if (const auto remote = resolve_remote(options, failed)) {
-            const auto body = remote_json(*remote, "GET", "/api/v1/keys", {}, "key list", exit_code);
+            const auto body =
+                remote_json(*remote, "GET", "/api/v1/keys", {}, "key list", exit_code);
             if (!body) {
                 return;
             }
@@ -72,15 +73,13 @@ void add_key_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             for (const auto& k : (*body)["items"]) {
                 const std::string used =
                     k["last_used_at"].is_null() ? "never" : k["last_used_at"].get<std::string>();
-                const std::string status =
-                    k["revoked_at"].is_null() ? "active"
-                                              : "revoked " + k["revoked_at"].get<std::string>();
-                std::printf("%-24s %-7s %-9s %-25s %-25s %s\n",
-                            k["name"].get<std::string>().c_str(),
-                            k["role"].get<std::string>().c_str(),
-                            k["prefix"].get<std::string>().c_str(),
-                            k["created_at"].get<std::string>().c_str(), used.c_str(),
-                            status.c_str());
+                const std::string status = k["revoked_at"].is_null()
+                                               ? "active"
+                                               : "revoked " + k["revoked_at"].get<std::string>();
+                std::printf(
+                    "%-24s %-7s %-9s %-25s %-25s %s\n", k["name"].get<std::string>().c_str(),
+                    k["role"].get<std::string>().c_str(), k["prefix"].get<std::string>().c_str(),
+                    k["created_at"].get<std::string>().c_str(), used.c_str(), status.c_str());
             }
             return;
         }

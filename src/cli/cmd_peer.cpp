@@ -1,10 +1,10 @@
 // segnode peer list | echo NAME
-#include <cstdio>
-#include <iostream>
-
 #include "cli_common.hpp"
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/store_scu.hpp"
+
+#include <cstdio>
+#include <iostream>
 
 namespace segnode::cli {
 
@@ -16,8 +16,8 @@ void add_peer_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     list->callback([&options, &exit_code] {
         bool failed = false;
         if (const auto remote = resolve_remote(options, failed)) {
-            const auto body = remote_json(*remote, "GET", "/api/v1/peers", {}, "peer list",
-                                          exit_code);
+            const auto body =
+                remote_json(*remote, "GET", "/api/v1/peers", {}, "peer list", exit_code);
             if (!body) {
                 return;
             }
@@ -102,8 +102,7 @@ void add_peer_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
         }
         const PeerConfig* peer = config->find_peer(*name);
         if (peer == nullptr) {
-            std::cerr << "peer echo: no peer named '" << *name << "' in " << config->source
-                      << "\n";
+            std::cerr << "peer echo: no peer named '" << *name << "' in " << config->source << "\n";
             exit_code = 2;
             return;
         }

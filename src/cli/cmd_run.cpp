@@ -371,8 +371,8 @@ int run_command(const RunOptions& options, const Config& config) {
                 fs::copy_file(object, target, fs::copy_options::overwrite_existing, copy_error);
                 if (copy_error) {
                     progress.clear();
-                    std::cerr << "run: cannot copy " << object.string() << " to "
-                              << target.string() << ": " << copy_error.message() << "\n";
+                    std::cerr << "run: cannot copy " << object.string() << " to " << target.string()
+                              << ": " << copy_error.message() << "\n";
                     return 1;
                 }
                 files += (files.empty() ? "" : ", ") + target.string();

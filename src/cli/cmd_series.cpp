@@ -37,7 +37,7 @@ struct ShownSeries {
     store::SeriesRow row; ///< the times below instead of the row's
     std::string first_received, last_received, completed;
     std::vector<std::string> taken; ///< how the loader takes it (pipeline::describe_series_taken)
-    std::string routing; ///< "rule NAME (ALGORITHM)" or "no rule matches"
+    std::string routing;            ///< "rule NAME (ALGORITHM)" or "no rule matches"
     struct Job {
         std::int64_t id = 0;
         std::string state, algorithm, outputs, destination, error;
@@ -58,8 +58,7 @@ void print_series(const ShownSeries& shown) {
               << "  from:         " << s.calling_ae << " at " << s.peer_address << " to "
               << s.called_ae << "\n"
               << "  instances:    " << s.instance_count << " (late " << s.late_instances << ")\n"
-              << "  received:     " << shown.first_received << " .. " << shown.last_received
-              << "\n"
+              << "  received:     " << shown.first_received << " .. " << shown.last_received << "\n"
               << "  completed:    " << shown.completed << "\n";
     for (std::size_t i = 0; i < shown.taken.size(); ++i) {
         std::cout << (i == 0 ? "  taken:        " : "                ") << shown.taken[i] << "\n";
@@ -134,8 +133,8 @@ void remote_list(const Remote& remote, const std::string& state, std::int64_t li
 }
 
 void remote_show(const Remote& remote, const std::string& uid, int& exit_code) {
-    const auto body = remote_json(remote, "GET", "/api/v1/series/" + uid, {}, "series show",
-                                  exit_code);
+    const auto body =
+        remote_json(remote, "GET", "/api/v1/series/" + uid, {}, "series show", exit_code);
     if (!body) {
         return;
     }
@@ -164,8 +163,7 @@ void remote_show(const Remote& remote, const std::string& uid, int& exit_code) {
 
 /// POST /api/v1/jobs; exit status as the local command's: 1 for a missing or empty series,
 /// 2 for a request the node refuses (algorithm, settings, outputs, destination).
-void remote_run(const Remote& remote, const RunOptions& ro,
-                const algorithms::RawSettings& settings,
+void remote_run(const Remote& remote, const RunOptions& ro, const algorithms::RawSettings& settings,
                 const std::vector<OutputKind>& outputs, int& exit_code) {
     nlohmann::json request = {{"series_uid", ro.uid},
                               {"algorithm", ro.algorithm},
@@ -191,8 +189,9 @@ void remote_run(const Remote& remote, const RunOptions& ro,
         std::cout << text(body["message"]) << "\n";
         return;
     }
-    const std::string detail = object && body.contains("detail") ? text(body["detail"])
-                                                                 : "HTTP " + std::to_string(res->status);
+    const std::string detail = object && body.contains("detail")
+                                   ? text(body["detail"])
+                                   : "HTTP " + std::to_string(res->status);
     std::cerr << "series run: " << detail << "\n";
     exit_code = res->status == 404 || res->status == 409 || res->status >= 500 ? 1 : 2;
 }
@@ -228,8 +227,7 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
                 std::printf(k_list_row_format, s.attrs.series_uid.c_str(),
                             to_string(s.state).c_str(), s.attrs.modality.c_str(),
                             static_cast<long long>(s.instance_count), s.calling_ae.c_str(),
-                            format_utc_ms(s.last_received_at).c_str(),
-                            s.attrs.description.c_str());
+                            format_utc_ms(s.last_received_at).c_str(), s.attrs.description.c_str());
             }
         });
     });
@@ -247,28 +245,28 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
             exit_code = 2;
             return;
         }
-        with_database(
-            options, exit_code, "series show", [&](const Config& config, store::Database& db) {
-                store::ReceiveIndex index(db);
-                const auto s = index.find_series(*show_uid);
-                if (!s) {
-                    std::cerr << "series show: no series " << *show_uid << "\n";
-                    exit_code = 1;
-                    return;
-                }
-                ShownSeries shown{*s,
-                                  format_utc_ms(s->first_received_at),
-                                  format_utc_ms(s->last_received_at),
-                                  s->completed_at ? format_utc_ms(*s->completed_at) : "-",
-                                  pipeline::describe_series_taken(config, index, s->id),
-                                  routing_text(pipeline::first_match(config, *s)),
-                                  {}};
-                for (const store::JobRow& j : store::JobRepo(db).for_series(s->id)) {
-                    shown.jobs.push_back({j.id, to_string(j.state), j.spec.algorithm,
-                                          j.spec.outputs, j.spec.destination, j.error});
-                }
-                print_series(shown);
-            });
+        with_database(options, exit_code, "series show",
+                      [&](const Config& config, store::Database& db) {
+                          store::ReceiveIndex index(db);
+                          const auto s = index.find_series(*show_uid);
+                          if (!s) {
+                              std::cerr << "series show: no series " << *show_uid << "\n";
+                              exit_code = 1;
+                              return;
+                          }
+                          ShownSeries shown{*s,
+                                            format_utc_ms(s->first_received_at),
+                                            format_utc_ms(s->last_received_at),
+                                            s->completed_at ? format_utc_ms(*s->completed_at) : "-",
+                                            pipeline::describe_series_taken(config, index, s->id),
+                                            routing_text(pipeline::first_match(config, *s)),
+                                            {}};
+                          for (const store::JobRow& j : store::JobRepo(db).for_series(s->id)) {
+                              shown.jobs.push_back({j.id, to_string(j.state), j.spec.algorithm,
+                                                    j.spec.outputs, j.spec.destination, j.error});
+                          }
+                          print_series(shown);
+                      });
     });
 
     auto* run = cmd->add_subcommand("run", "Queue a job for a stored series on the running node");
@@ -277,7 +275,9 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     run->add_option("--algorithm", ro->algorithm, "Algorithm name (segnode algorithm list)")
         ->required();
     run->add_option("--set", ro->assignments, "Setting KEY=VALUE (repeatable)");
-    run->add_option("--to", ro->to, "Destination peer name, 'sender' (default) or 'none' (keep the results on the node)");
+    run->add_option(
+        "--to", ro->to,
+        "Destination peer name, 'sender' (default) or 'none' (keep the results on the node)");
     run->add_option("--outputs", ro->outputs, "seg, rtstruct or both (default both)");
     run->callback([&options, &exit_code, ro] {
         auto raw = algorithms::parse_assignments(ro->assignments);

@@ -8,7 +8,8 @@
 namespace segnode::cli {
 
 void add_serve_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
-    auto* cmd = app.add_subcommand("serve", "Run the DICOM node (receiver, completion) until SIGTERM");
+    auto* cmd =
+        app.add_subcommand("serve", "Run the DICOM node (receiver, completion) until SIGTERM");
     cmd->callback([&options, &exit_code] {
         auto config = resolve_config(options);
         if (!config) {

@@ -119,10 +119,10 @@ int upload(const Remote& remote, const std::vector<fs::path>& files) {
         }
         return std::string();
     };
-    auto res = api::http_upload(remote.url, "/api/v1/studies", remote.key,
-                                "multipart/related; type=\"application/dicom\"; boundary=" +
-                                    boundary,
-                                length, next, remote.ca_file);
+    auto res =
+        api::http_upload(remote.url, "/api/v1/studies", remote.key,
+                         "multipart/related; type=\"application/dicom\"; boundary=" + boundary,
+                         length, next, remote.ca_file);
     if (!res) {
         std::cerr << "submit: upload: " << res.error().message << "\n";
         return -1;
@@ -157,9 +157,8 @@ int upload(const Remote& remote, const std::vector<fs::path>& files) {
         }
     }
     if (failed > 0) {
-        std::cerr << "submit: " << failed << " of " << files.size()
-                  << " file(s) failed to upload (" << stored
-                  << " stored); no job was created\n";
+        std::cerr << "submit: " << failed << " of " << files.size() << " file(s) failed to upload ("
+                  << stored << " stored); no job was created\n";
         return -1;
     }
     return stored;
@@ -233,9 +232,9 @@ int run_submit(const GlobalOptions& global, const SubmitOptions& o) {
     }
     std::cout << "stored " << stored << " of " << files.size() << " instance(s)" << std::endl;
 
-    auto complete = api::http_request(remote->url, "POST",
-                                      "/api/v1/series/" + series_uid + "/complete", remote->key,
-                                      {}, remote->ca_file);
+    auto complete =
+        api::http_request(remote->url, "POST", "/api/v1/series/" + series_uid + "/complete",
+                          remote->key, {}, remote->ca_file);
     if (!complete) {
         std::cerr << "submit: complete: " << complete.error().message << "\n";
         return 1;
@@ -255,8 +254,8 @@ int run_submit(const GlobalOptions& global, const SubmitOptions& o) {
         return exit_code;
     }
     const std::string id = std::to_string((*job)["id"].get<std::int64_t>());
-    std::cout << "job " << id << " " << (*job)["state"].get<std::string>() << ": "
-              << o.algorithm << " on series " << series_uid << std::endl;
+    std::cout << "job " << id << " " << (*job)["state"].get<std::string>() << ": " << o.algorithm
+              << " on series " << series_uid << std::endl;
     if (!o.wait && o.download.empty()) {
         return 0;
     }
@@ -300,8 +299,8 @@ int run_submit(const GlobalOptions& global, const SubmitOptions& o) {
         std::cerr << "submit: --download " << o.download << ": " << ec.message() << "\n";
         return 1;
     }
-    auto listing = remote_json(*remote, "GET", "/api/v1/jobs/" + id + "/outputs", {}, "submit",
-                               exit_code);
+    auto listing =
+        remote_json(*remote, "GET", "/api/v1/jobs/" + id + "/outputs", {}, "submit", exit_code);
     if (!listing) {
         return exit_code;
     }

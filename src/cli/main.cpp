@@ -1,10 +1,10 @@
 // segnode: one binary, the daemon (`serve`) being one subcommand among the admin commands.
+#include "cli_common.hpp"
+#include "segnode/core/version.hpp"
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
-
-#include "cli_common.hpp"
-#include "segnode/core/version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"segnode - a DICOM node that segments what it receives"};

@@ -1,17 +1,16 @@
 #include "segnode/core/config.hpp"
 
-#include <arpa/inet.h>
+#include "config_detail.hpp"
+#include "segnode/core/logging.hpp"
+#include "segnode/core/uid.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <functional>
 #include <limits>
 #include <map>
 #include <sstream>
 #include <toml++/toml.h>
-
-#include "config_detail.hpp"
-#include "segnode/core/logging.hpp"
-#include "segnode/core/uid.hpp"
 
 namespace segnode {
 
@@ -82,15 +81,13 @@ namespace {
 
 using namespace config_detail;
 
-
 template <typename Section>
 Setter uint_in(Section Config::*section, unsigned Section::*field, std::int64_t lo,
                std::int64_t hi) {
     return [=](const toml::node& n, Config& c) { return read_uint(n, lo, hi, c.*section.*field); };
 }
 
-template <typename Section>
-Setter bool_in(Section Config::*section, bool Section::*field) {
+template <typename Section> Setter bool_in(Section Config::*section, bool Section::*field) {
     return [=](const toml::node& n, Config& c) { return read_bool(n, c.*section.*field); };
 }
 
@@ -161,8 +158,8 @@ std::optional<std::string> set_http_tls(const toml::node& node, Config& c,
         if (auto err = it->second.set(v, c)) {
             return where(file, v.source()) + ": " + key + ": " + *err;
         }
-        std::string& path = key == "http.tls.cert_file" ? c.http.tls_cert_file
-                                                        : c.http.tls_key_file;
+        std::string& path =
+            key == "http.tls.cert_file" ? c.http.tls_cert_file : c.http.tls_key_file;
         if (path.empty()) {
             return where(file, v.source()) + ": " + key + ": must not be empty";
         }
@@ -305,8 +302,7 @@ const std::map<std::string, KeyDef>& key_table() {
           },
           "UID root"}},
         {"output.series_number",
-         {uint_in(&Config::output, &OutputConfig::series_number, 1, 2147483647),
-          "series number"}},
+         {uint_in(&Config::output, &OutputConfig::series_number, 1, 2147483647), "series number"}},
         {"output.manufacturer",
          {[](const toml::node& n, Config& c) -> std::optional<std::string> {
               if (auto e = read_string(n, c.output.manufacturer)) {
@@ -403,8 +399,8 @@ std::string suggestion(const std::string& key) {
         for (std::size_t i = 1; i <= a.size(); ++i) {
             cur[0] = i;
             for (std::size_t j = 1; j <= b.size(); ++j) {
-                cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
-                                   prev[j - 1] + (a[i - 1] == b[j - 1] ? 0U : 1U)});
+                cur[j] = std::min(
+                    {prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0U : 1U)});
             }
             std::swap(prev, cur);
         }
@@ -445,8 +441,8 @@ Result<Config> from_table(const toml::table& root, const std::string& file) {
             continue;
         }
         if (section == "peers" || section == "rules") {
-            auto err = section == "peers" ? set_peers(sv, config, file)
-                                          : set_rules(sv, config, file);
+            auto err =
+                section == "peers" ? set_peers(sv, config, file) : set_rules(sv, config, file);
             if (err) {
                 return Error{*err};
             }

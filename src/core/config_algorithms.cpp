@@ -3,12 +3,12 @@
 // here with file:line:column; what needs the algorithm registry or the file system (name
 // clashes with built-ins, the program being found and executable, segments_file contents) is
 // checked above core (pipeline/algorithm_catalog.cpp).
+#include "config_detail.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
 #include <sstream>
-
-#include "config_detail.hpp"
 
 namespace segnode::config_detail {
 namespace {
@@ -36,8 +36,8 @@ std::optional<std::string> algorithm_name_problem(const std::string& name) {
         return "must be 1-64 characters";
     }
     for (const char ch : name) {
-        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-                        ch == '-';
+        const bool ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
         if (!ok) {
             return "'" + name + "' may contain only lower case letters, digits, '_' and '-'";
         }
@@ -63,8 +63,7 @@ std::optional<std::string> read_string_array(const toml::node& node,
 }
 
 std::optional<std::string> read_one_of(const toml::node& node,
-                                       const std::vector<std::string>& allowed,
-                                       std::string& out) {
+                                       const std::vector<std::string>& allowed, std::string& out) {
     if (auto err = read_string(node, out)) {
         return err;
     }
@@ -95,8 +94,7 @@ std::optional<std::string> read_code(const toml::node& node, CodeTriplet& out) {
         return R"(expected a code triplet ["scheme", "value", "meaning"], e.g. ["SCT", "10200004", "Liver"])";
     }
     for (std::size_t i = 0; i < 3; ++i) {
-        if (parts[i].empty() || parts[i].size() > 64 ||
-            parts[i].find('\\') != std::string::npos) {
+        if (parts[i].empty() || parts[i].size() > 64 || parts[i].find('\\') != std::string::npos) {
             static const char* what[] = {"coding scheme", "code value", "code meaning"};
             return std::string(what[i]) + " must be 1-64 characters without a backslash";
         }
@@ -162,8 +160,8 @@ std::optional<std::string> read_setting(const std::string& file, const std::stri
     const toml::node* default_node = nullptr;
     for (const auto& [k, v] : *tbl) {
         const std::string field(k.str());
-        const std::string at = where(file, v.source()) + ": " + prefix + ".settings." + key +
-                               "." + field + ": ";
+        const std::string at =
+            where(file, v.source()) + ": " + prefix + ".settings." + key + "." + field + ": ";
         std::optional<std::string> err;
         if (field == "type") {
             err = read_one_of(v, {"int", "float", "bool", "string", "enum"}, out.type);
@@ -207,11 +205,11 @@ std::optional<std::string> read_setting(const std::string& file, const std::stri
     }
     // The default's TOML type must fit the declared type (the value range is checked with the
     // rest of the schema above core).
-    const bool type_ok = (out.type == "bool" && default_node->is_boolean()) ||
-                         (out.type == "int" && default_node->is_integer()) ||
-                         (out.type == "float" && default_node->is_number()) ||
-                         ((out.type == "string" || out.type == "enum") &&
-                          default_node->is_string());
+    const bool type_ok =
+        (out.type == "bool" && default_node->is_boolean()) ||
+        (out.type == "int" && default_node->is_integer()) ||
+        (out.type == "float" && default_node->is_number()) ||
+        ((out.type == "string" || out.type == "enum") && default_node->is_string());
     if (!type_ok) {
         return where(file, default_node->source()) + ": " + prefix + ".settings." + key +
                ".default: does not match type = \"" + out.type + "\"";
@@ -453,8 +451,9 @@ std::optional<std::string> read_algorithm(const std::string& file, const fs::pat
                "{out_dir}; 'output' does not apply";
     }
     if (!algo.segments.empty() && !algo.segments_file.empty()) {
-        return algo.where + ": " + prefix + ": give either [[algorithms.segments]] or "
-                                            "segments_file, not both";
+        return algo.where + ": " + prefix +
+               ": give either [[algorithms.segments]] or "
+               "segments_file, not both";
     }
     if (algo.segments.empty() && algo.segments_file.empty() && algo.output_kind != "dicom") {
         return algo.where + ": " + prefix +
@@ -479,8 +478,8 @@ std::optional<std::string> read_algorithm(const std::string& file, const fs::pat
 
 std::optional<std::string> set_algorithms(const toml::node& node, Config& config,
                                           const std::string& file) {
-    const fs::path base_dir = fs::path(file).has_parent_path() ? fs::path(file).parent_path()
-                                                               : fs::path(".");
+    const fs::path base_dir =
+        fs::path(file).has_parent_path() ? fs::path(file).parent_path() : fs::path(".");
     const auto* arr = node.as_array();
     if (arr == nullptr) {
         return where(file, node.source()) +
@@ -511,8 +510,8 @@ std::optional<std::string> set_algorithms_dir(const toml::node& node, Config& co
     if (dir.empty()) {
         return where(file, node.source()) + ": algorithms_dir: must not be empty";
     }
-    const fs::path base_dir = fs::path(file).has_parent_path() ? fs::path(file).parent_path()
-                                                               : fs::path(".");
+    const fs::path base_dir =
+        fs::path(file).has_parent_path() ? fs::path(file).parent_path() : fs::path(".");
     const fs::path p(dir);
     config.algorithms_dir = (p.is_absolute() ? p : base_dir / p).lexically_normal().string();
     return std::nullopt;

@@ -1,13 +1,13 @@
 // The config's arrays: node.extra_ae_titles, [[peers]] and [[rules]]. Every error names the
 // file, line and column of the offending value and the key inside its entry
 // ("rules[2].series_description").
+#include "config_detail.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <regex>
 #include <set>
 #include <sstream>
-
-#include "config_detail.hpp"
 
 namespace segnode::config_detail {
 namespace {
@@ -43,7 +43,6 @@ std::optional<std::string> host_problem(const std::string& host) {
     }
     return std::nullopt;
 }
-
 
 /// True when `text` has a run of more than 9 digits.
 bool has_long_number(const std::string& text) {
@@ -253,9 +252,9 @@ std::optional<std::string> set_rules(const toml::node& node, Config& config,
                     for (const auto& [sk, sv] : *settings) {
                         std::string text;
                         if (auto e = setting_text(sv, text)) {
-                            return std::optional<std::string>{
-                                where(file, sv.source()) + ": " + prefix + ".settings." +
-                                std::string(sk.str()) + ": " + *e};
+                            return std::optional<std::string>{where(file, sv.source()) + ": " +
+                                                              prefix + ".settings." +
+                                                              std::string(sk.str()) + ": " + *e};
                         }
                         rule.settings.emplace_back(std::string(sk.str()), text);
                     }
@@ -263,7 +262,8 @@ std::optional<std::string> set_rules(const toml::node& node, Config& config,
             } else if (key == "outputs") {
                 const auto* arr = v.as_array();
                 if (arr == nullptr || arr->empty()) {
-                    err = R"(expected a non-empty array: ["seg"], ["rtstruct"] or ["seg", "rtstruct"])";
+                    err =
+                        R"(expected a non-empty array: ["seg"], ["rtstruct"] or ["seg", "rtstruct"])";
                 } else {
                     rule.outputs.clear();
                     for (const auto& elem : *arr) {
@@ -334,15 +334,15 @@ std::optional<std::string> check_cross_references(const Config& config) {
     }
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
         const RuleConfig& rule = config.rules[i];
-        const std::string prefix = rule.where + ": rules[" + std::to_string(i) + "] (" +
-                                   rule.name + ")";
+        const std::string prefix =
+            rule.where + ": rules[" + std::to_string(i) + "] (" + rule.name + ")";
         if (rule.destination != "sender" && config.find_peer(rule.destination) == nullptr) {
             std::string known;
             for (const PeerConfig& peer : config.peers) {
                 known += (known.empty() ? "" : ", ") + peer.name;
             }
-            return prefix + ".destination: unknown peer '" + rule.destination + "' (known: " +
-                   (known.empty() ? std::string("no [[peers]] defined") : known) +
+            return prefix + ".destination: unknown peer '" + rule.destination +
+                   "' (known: " + (known.empty() ? std::string("no [[peers]] defined") : known) +
                    "; or \"sender\")";
         }
         if (!rule.called_ae.empty() && titles.count(rule.called_ae) == 0) {

@@ -1,11 +1,10 @@
 #include "segnode/core/logging.hpp"
 
-#include <unistd.h>
-
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 namespace segnode {
 

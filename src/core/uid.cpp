@@ -41,10 +41,9 @@ std::string generate_uuid_uid() {
     hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
     lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
     // Convert the 128-bit value to decimal by repeated division of 32-bit limbs.
-    std::array<std::uint32_t, 4> limbs = {static_cast<std::uint32_t>(hi >> 32),
-                                          static_cast<std::uint32_t>(hi),
-                                          static_cast<std::uint32_t>(lo >> 32),
-                                          static_cast<std::uint32_t>(lo)};
+    std::array<std::uint32_t, 4> limbs = {
+        static_cast<std::uint32_t>(hi >> 32), static_cast<std::uint32_t>(hi),
+        static_cast<std::uint32_t>(lo >> 32), static_cast<std::uint32_t>(lo)};
     std::string digits;
     auto is_zero = [&] { return limbs[0] == 0 && limbs[1] == 0 && limbs[2] == 0 && limbs[3] == 0; };
     while (!is_zero()) {

@@ -21,7 +21,9 @@ template struct DcmScuParamsAccess<&DcmSCU::m_params>;
 
 } // namespace
 
-T_ASC_Parameters* dcmscu_parameters(DcmSCU& scu) { return scu.*dcmscu_params_member(); }
+T_ASC_Parameters* dcmscu_parameters(DcmSCU& scu) {
+    return scu.*dcmscu_params_member();
+}
 
 static_assert(dcmtk_private_checked_version == PACKAGE_VERSION_NUMBER);
 

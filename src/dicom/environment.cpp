@@ -1,8 +1,5 @@
 #include "segnode/dicom/environment.hpp"
 
-#include <cstdlib>
-#include <mutex>
-
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dcdict.h"
 #include "dcmtk/dcmdata/dcrledrg.h"
@@ -10,6 +7,9 @@
 #include "dcmtk/dcmjpls/djdecode.h"
 #include "dcmtk/dcmnet/dul.h"
 #include "dcmtk/oflog/oflog.h"
+
+#include <cstdlib>
+#include <mutex>
 
 namespace segnode::dicom {
 

@@ -1,9 +1,9 @@
+#include "segnode/dicom/receive_handler.hpp"
+
 #include <array>
 #include <cstdio>
 #include <cstring>
 #include <memory>
-
-#include "segnode/dicom/receive_handler.hpp"
 
 namespace segnode::dicom {
 

@@ -1,9 +1,9 @@
 #include "segnode/dicom/sop_classes.hpp"
 
-#include <algorithm>
-
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dcuid.h"
+
+#include <algorithm>
 
 namespace segnode::dicom {
 

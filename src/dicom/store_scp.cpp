@@ -1,19 +1,5 @@
 #include "segnode/dicom/store_scp.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <spdlog/spdlog.h>
-#include <list>
-#include <memory>
-#include <thread>
-
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
@@ -24,6 +10,19 @@
 #include "dcmtk/dcmnet/dul.h"
 #include "dcmtk/dcmnet/scpthrd.h"
 #include "segnode/dicom/sop_classes.hpp"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <list>
+#include <memory>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
 
 namespace segnode::dicom {
 namespace {
@@ -107,7 +106,8 @@ public:
 
 /// The socket record of an association received on a TrackingTransportLayer (nullptr if not).
 std::shared_ptr<AssociationSocket> association_socket(T_ASC_Association* assoc) {
-    auto* conn = dynamic_cast<TrackedConnection*>(DUL_getTransportConnection(assoc->DULassociation));
+    auto* conn =
+        dynamic_cast<TrackedConnection*>(DUL_getTransportConnection(assoc->DULassociation));
     return conn != nullptr ? conn->socket() : nullptr;
 }
 
@@ -136,8 +136,8 @@ std::string get_string(DcmItem& item, const DcmTagKey& tag) {
 
 Result<ReceivedInstance> read_received_file(const std::filesystem::path& file) {
     DcmFileFormat ff;
-    const OFCondition cond = ff.loadFileUntilTag(file.c_str(), EXS_Unknown, EGL_noChange,
-                                                 4096, ERM_autoDetect, DCM_PixelData);
+    const OFCondition cond = ff.loadFileUntilTag(file.c_str(), EXS_Unknown, EGL_noChange, 4096,
+                                                 ERM_autoDetect, DCM_PixelData);
     if (cond.bad()) {
         return Error{std::string("data set cannot be parsed: ") + cond.text()};
     }
@@ -222,7 +222,6 @@ public:
         }
     }
 
-
 protected:
     OFBool checkCalledAETitleAccepted(const OFString& called_ae) override {
         const std::string called = trim(called_ae.c_str());
@@ -249,9 +248,9 @@ protected:
                 }
             }
         }
-        reject(ae_known ? "calling AE title '" + calling + "' is not allowed from " +
-                              m_info.peer_address
-                        : "calling AE title '" + calling + "' is not in the allow-list");
+        reject(ae_known
+                   ? "calling AE title '" + calling + "' is not allowed from " + m_info.peer_address
+                   : "calling AE title '" + calling + "' is not in the allow-list");
         return OFFalse;
     }
 
@@ -342,7 +341,6 @@ protected:
         m_detail = cond.text();
     }
 
-
     OFCondition handleIncomingCommand(T_DIMSE_Message* msg,
                                       const DcmPresentationContextInfo& pres) override {
         if (msg->CommandField == DIMSE_C_STORE_RQ) {
@@ -415,8 +413,9 @@ private:
                       unsupported_classes + ")";
         }
         if (bad > 0) {
-            summary += (summary.empty() ? "" : "; ") + std::string("no acceptable transfer "
-                                                                   "syntax for ") +
+            summary += (summary.empty() ? "" : "; ") +
+                       std::string("no acceptable transfer "
+                                   "syntax for ") +
                        bad_syntaxes;
         }
         return summary;
@@ -450,8 +449,8 @@ private:
                                 static_cast<int>(m_options.dimse_timeout_s), &bytes, &pdvs);
         if (cond.bad()) {
             m_outcome = "failed";
-            m_detail = std::string("network error while discarding a refused data set: ") +
-                       cond.text();
+            m_detail =
+                std::string("network error while discarding a refused data set: ") + cond.text();
             return cond;
         }
         discarded_datasets.fetch_add(1);
@@ -465,15 +464,16 @@ private:
     OFCondition handle_store(T_DIMSE_C_StoreRQ& req, const DcmPresentationContextInfo& pres) {
         const T_ASC_PresentationContextID pres_id = pres.presentationContextID;
         const std::string sop_class = req.AffectedSOPClassUID;
-        if (!is_supported_storage_sop_class(sop_class) || sop_class != pres.abstractSyntax.c_str()) {
+        if (!is_supported_storage_sop_class(sop_class) ||
+            sop_class != pres.abstractSyntax.c_str()) {
             const std::string name = uid_name(sop_class);
-            return discard_and_refuse(
-                req, pres_id,
-                {status::sop_class_not_supported,
-                 "SOP class " + sop_class + (name.empty() ? "" : " (" + name + ")") +
-                     (sop_class != pres.abstractSyntax.c_str()
-                          ? " does not match the presentation context"
-                          : " is not supported")});
+            return discard_and_refuse(req, pres_id,
+                                      {status::sop_class_not_supported,
+                                       "SOP class " + sop_class +
+                                           (name.empty() ? "" : " (" + name + ")") +
+                                           (sop_class != pres.abstractSyntax.c_str()
+                                                ? " does not match the presentation context"
+                                                : " is not supported")});
         }
         if (StoreStatus gate = m_handler.admission(); !gate.success()) {
             return discard_and_refuse(req, pres_id, gate);
@@ -496,10 +496,10 @@ private:
         if (!parsed) {
             result = {status::cannot_understand, parsed.error().message};
         } else if (parsed->sop_instance_uid != req.AffectedSOPInstanceUID) {
-            result = {status::dataset_does_not_match,
-                      "SOP Instance UID in data set (" + parsed->sop_instance_uid +
-                          ") differs from the C-STORE request (" + req.AffectedSOPInstanceUID +
-                          ")"};
+            result = {status::dataset_does_not_match, "SOP Instance UID in data set (" +
+                                                          parsed->sop_instance_uid +
+                                                          ") differs from the C-STORE request (" +
+                                                          req.AffectedSOPInstanceUID + ")"};
         } else if (parsed->sop_class_uid != sop_class) {
             result = {status::dataset_does_not_match,
                       "SOP Class UID in data set (" + parsed->sop_class_uid +
@@ -590,8 +590,8 @@ void run_association(const ScpOptions& options, ReceiveHandler& handler,
     try {
         worker = std::make_unique<StoreWorker>(options, handler, info, assoc, closing);
         if (OFCondition c = worker->setSharedConfig(shared); c.bad()) {
-            spdlog::error("association from {}: SCP configuration refused: {}",
-                          info.peer_address, c.text());
+            spdlog::error("association from {}: SCP configuration refused: {}", info.peer_address,
+                          c.text());
         }
         handed_over = true;
         if (OFCondition c = worker->run(assoc); c.bad()) {
@@ -613,7 +613,9 @@ void run_association(const ScpOptions& options, ReceiveHandler& handler,
 
 } // namespace
 
-std::uint64_t refused_datasets_discarded() { return discarded_datasets.load(); }
+std::uint64_t refused_datasets_discarded() {
+    return discarded_datasets.load();
+}
 
 struct StoreScpServer::Network {
     T_ASC_Network* net = nullptr;
@@ -743,9 +745,9 @@ void StoreScpServer::run() {
     while (!m_stop.load()) {
         reap_finished();
         T_ASC_Association* assoc = nullptr;
-        const OFCondition cond =
-            ASC_receiveAssociation(m_network->net, &assoc, static_cast<long>(m_options.max_pdu_bytes),
-                                   nullptr, nullptr, OFFalse, DUL_NOBLOCK, 1);
+        const OFCondition cond = ASC_receiveAssociation(m_network->net, &assoc,
+                                                        static_cast<long>(m_options.max_pdu_bytes),
+                                                        nullptr, nullptr, OFFalse, DUL_NOBLOCK, 1);
         if (cond.bad()) {
             if (cond != DUL_NOASSOCIATIONREQUEST) {
                 spdlog::warn("incoming association failed before negotiation: {}", cond.text());
@@ -815,7 +817,9 @@ void StoreScpServer::run() {
     m_network->net = nullptr;
 }
 
-void StoreScpServer::request_stop() { m_stop.store(true); }
+void StoreScpServer::request_stop() {
+    m_stop.store(true);
+}
 
 void StoreScpServer::worker_finished(Live* live) {
     std::lock_guard lock(m_mutex);

@@ -383,7 +383,7 @@ template <class Map> Result<Map> read_label_image_impl(const fs::path& path) {
             auto wide = read_label_image_impl<WideLabelMap>(path);
             return wide ? narrow(*wide, name) : Result<LabelMap>(wide.error());
         }
-        labels.voxels.resize(count); // prefaulted in one pass (core/buffer.hpp)
+        labels.voxels.resize(count);    // prefaulted in one pass (core/buffer.hpp)
         io->Read(labels.voxels.data()); // uint8: read in place, every value is a valid label
         return labels;
     } else {

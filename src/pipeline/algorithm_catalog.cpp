@@ -1,11 +1,11 @@
 #include "segnode/pipeline/algorithm_catalog.hpp"
 
+#include "segnode/pipeline/external_algorithm.hpp"
+#include "segnode/pipeline/process.hpp"
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-
-#include "segnode/pipeline/external_algorithm.hpp"
-#include "segnode/pipeline/process.hpp"
 
 namespace segnode::pipeline {
 namespace {
@@ -28,18 +28,38 @@ std::array<std::uint8_t, 3> palette_colour(unsigned label) {
     double g = 0;
     double b = 0;
     switch (static_cast<int>(hue / 60.0)) {
-    case 0: r = c; g = x; break;
-    case 1: r = x; g = c; break;
-    case 2: g = c; b = x; break;
-    case 3: g = x; b = c; break;
-    case 4: r = x; b = c; break;
-    default: r = c; b = x; break;
+    case 0:
+        r = c;
+        g = x;
+        break;
+    case 1:
+        r = x;
+        g = c;
+        break;
+    case 2:
+        g = c;
+        b = x;
+        break;
+    case 3:
+        g = x;
+        b = c;
+        break;
+    case 4:
+        r = x;
+        b = c;
+        break;
+    default:
+        r = c;
+        b = x;
+        break;
     }
     auto to8 = [m](double u) { return static_cast<std::uint8_t>(std::lround((u + m) * 255.0)); };
     return {to8(r), to8(g), to8(b)};
 }
 
-CodedConcept concept_of(const CodeTriplet& code) { return {code[1], code[0], code[2]}; }
+CodedConcept concept_of(const CodeTriplet& code) {
+    return {code[1], code[0], code[2]};
+}
 
 Result<SettingSpec> to_spec(const ExternalSettingConfig& s) {
     SettingSpec spec;
@@ -133,9 +153,9 @@ Result<std::vector<SegmentInfo>> from_dcmqi(const nlohmann::json& doc, const std
             if (s.name.empty()) {
                 s.name = "Segment " + std::to_string(label);
             }
-            s.category = json_code(item.value("SegmentedPropertyCategoryCodeSequence",
-                                              nlohmann::json()))
-                             .value_or(k_tissue);
+            s.category =
+                json_code(item.value("SegmentedPropertyCategoryCodeSequence", nlohmann::json()))
+                    .value_or(k_tissue);
             s.type = json_code(item.value("SegmentedPropertyTypeCodeSequence", nlohmann::json()))
                          .value_or(k_tissue);
             s.rgb = palette_colour(s.label);
@@ -248,8 +268,8 @@ Result<algorithms::Registry> make_registry(const Config& config) {
     algorithms::Registry registry = algorithms::make_builtin_registry();
     for (std::size_t index = 0; index < config.algorithms.size(); ++index) {
         const ExternalAlgorithmConfig& ext = config.algorithms[index];
-        const std::string prefix = ext.where + ": algorithms[" + std::to_string(index) + "] (" +
-                                   ext.name + ")";
+        const std::string prefix =
+            ext.where + ": algorithms[" + std::to_string(index) + "] (" + ext.name + ")";
         if (registry.find(ext.name) != nullptr) {
             return Error{prefix + ".name: '" + ext.name +
                          "' is the name of a built-in algorithm; choose another"};
@@ -265,8 +285,8 @@ Result<algorithms::Registry> make_registry(const Config& config) {
         algorithms::AlgorithmInfo info;
         info.name = ext.name;
         info.version = ext.version;
-        info.description = ext.description.empty() ? "external program " + program
-                                                   : ext.description;
+        info.description =
+            ext.description.empty() ? "external program " + program : ext.description;
         info.max_parallel = ext.max_parallel;
         info.timeout_s = ext.timeout_s;
         for (const ExternalSettingConfig& s : ext.settings) {
@@ -290,8 +310,8 @@ Result<algorithms::Registry> make_registry(const Config& config) {
         if (info.segments.empty() && ext.output_kind == "dicom") {
             // The program writes its own SEG/RTSTRUCT; the registry still wants one segment
             // to describe the algorithm.
-            info.segments.push_back(SegmentInfo{1, "Segmentation", k_tissue, k_tissue,
-                                                palette_colour(1)});
+            info.segments.push_back(
+                SegmentInfo{1, "Segmentation", k_tissue, k_tissue, palette_colour(1)});
         }
         auto algorithm = std::make_unique<ExternalAlgorithm>(std::move(info), ext);
         if (auto st = registry.add(std::move(algorithm)); !st) {

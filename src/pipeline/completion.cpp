@@ -1,24 +1,26 @@
 #include "segnode/pipeline/completion.hpp"
 
+#include "segnode/core/clock.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <spdlog/spdlog.h>
-
-#include "segnode/core/clock.hpp"
 
 namespace segnode::pipeline {
 
 CompletionMonitor::CompletionMonitor(const SeriesConfig& config, ConnectionPool& pool)
     : m_config(config), m_pool(pool) {}
 
-CompletionMonitor::~CompletionMonitor() { stop(); }
+CompletionMonitor::~CompletionMonitor() {
+    stop();
+}
 
 void CompletionMonitor::start() {
     check_now();
     // Check often enough that completion is late by at most a quarter of the quiet period
     // (and at most a second).
-    const auto interval = std::chrono::milliseconds(
-        std::clamp<std::int64_t>(static_cast<std::int64_t>(m_config.quiet_period_s) * 250, 100, 1000));
+    const auto interval = std::chrono::milliseconds(std::clamp<std::int64_t>(
+        static_cast<std::int64_t>(m_config.quiet_period_s) * 250, 100, 1000));
     m_thread = std::thread([this, interval] {
         std::unique_lock lock(m_mutex);
         while (!m_stop) {
@@ -67,13 +69,13 @@ void CompletionMonitor::association_released(std::int64_t association_id) {
     try {
         auto db = m_pool.acquire();
         auto writing = m_pool.write_lock();
-        auto rows = store::ReceiveIndex(*db).complete_series_of_association(association_id,
-                                                                            now_ms());
+        auto rows =
+            store::ReceiveIndex(*db).complete_series_of_association(association_id, now_ms());
         writing.unlock();
         announce(rows);
     } catch (const store::DatabaseError& e) {
-        spdlog::error("series completion on release of association {} failed: {}",
-                      association_id, e.what());
+        spdlog::error("series completion on release of association {} failed: {}", association_id,
+                      e.what());
     }
 }
 

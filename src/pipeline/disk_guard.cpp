@@ -1,10 +1,9 @@
 #include "segnode/pipeline/disk_guard.hpp"
 
-#include <sys/statvfs.h>
+#include "segnode/core/clock.hpp"
 
 #include <spdlog/spdlog.h>
-
-#include "segnode/core/clock.hpp"
+#include <sys/statvfs.h>
 
 namespace segnode::pipeline {
 
@@ -40,8 +39,8 @@ std::optional<std::string> DiskGuard::check() {
                           "refusing new instances",
                           m_dir.string(), free >> 20U, m_min_free >> 20U);
         } else if (!low && was_low) {
-            spdlog::info("free space in {} is {} MiB again: accepting instances",
-                         m_dir.string(), free >> 20U);
+            spdlog::info("free space in {} is {} MiB again: accepting instances", m_dir.string(),
+                         free >> 20U);
         }
     }
     if (free >= m_min_free) {

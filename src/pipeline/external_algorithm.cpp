@@ -1,5 +1,8 @@
 #include "segnode/pipeline/external_algorithm.hpp"
 
+#include "segnode/dicom/derived_inspect.hpp"
+#include "segnode/imageio/image_io.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -10,9 +13,6 @@
 #include <set>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
-
-#include "segnode/dicom/derived_inspect.hpp"
-#include "segnode/imageio/image_io.hpp"
 
 namespace segnode::pipeline {
 namespace {
@@ -97,8 +97,7 @@ Status stage_dicom(const std::vector<fs::path>& files, const std::vector<std::st
         if (!done.insert(files[i]).second) {
             continue; // several frames of one multi-frame file
         }
-        const fs::path target =
-            dir / ((i < sops.size() ? sops[i] : std::to_string(i)) + ".dcm");
+        const fs::path target = dir / ((i < sops.size() ? sops[i] : std::to_string(i)) + ".dcm");
         std::error_code ec;
         fs::create_hard_link(files[i], target, ec);
         if (ec) {
@@ -162,8 +161,7 @@ Result<fs::path> resolve_output(const fs::path& pattern) {
     if (star == std::string::npos) {
         std::error_code ec;
         if (!fs::is_regular_file(pattern, ec)) {
-            return Error{"no output: the program exited 0 but did not write " +
-                         pattern.string()};
+            return Error{"no output: the program exited 0 but did not write " + pattern.string()};
         }
         return pattern;
     }
@@ -277,8 +275,7 @@ void remove_work_dir(const fs::path& work_dir) {
     }
 }
 
-ExternalAlgorithm::ExternalAlgorithm(algorithms::AlgorithmInfo info,
-                                     ExternalAlgorithmConfig config)
+ExternalAlgorithm::ExternalAlgorithm(algorithms::AlgorithmInfo info, ExternalAlgorithmConfig config)
     : Algorithm(std::move(info)), m_config(std::move(config)) {}
 
 Result<LabelMap> ExternalAlgorithm::execute(const CtVolume& volume,
@@ -304,11 +301,10 @@ Result<LabelMap> ExternalAlgorithm::execute(const CtVolume& volume,
     return std::move(*outcome->labels);
 }
 
-Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSeries& source,
-                                                        const ExternalTask& task,
-                                                        const algorithms::Settings& settings,
-                                                        const fs::path& work_dir_arg,
-                                                        const algorithms::RunContext& context) const {
+Result<ExternalOutcome>
+ExternalAlgorithm::run_external(const dicom::LoadedSeries& source, const ExternalTask& task,
+                                const algorithms::Settings& settings, const fs::path& work_dir_arg,
+                                const algorithms::RunContext& context) const {
     // Absolute paths in the environment, task.json and placeholders: the program may change
     // directory, and the node recognises what its programs left behind by SEGNODE_WORK_DIR.
     std::error_code abs_ec;
@@ -358,13 +354,12 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
     }
     if (m_config.layout == "mercure") {
         // mercure modules read task.json from their input folder: id, info, process.settings.
-        json mercure_task{{"id", "segnode-" + std::to_string(task.job_id)},
-                          {"info",
-                           {{"uid", source.series_uid},
-                            {"uid_type", "series"},
-                            {"mercure_version", "segnode"}}},
-                          {"process", {{"module_name", name()}, {"settings", settings_doc}}},
-                          {"study", {{"study_uid", source.study_uid}}}};
+        json mercure_task{
+            {"id", "segnode-" + std::to_string(task.job_id)},
+            {"info",
+             {{"uid", source.series_uid}, {"uid_type", "series"}, {"mercure_version", "segnode"}}},
+            {"process", {{"module_name", name()}, {"settings", settings_doc}}},
+            {"study", {{"study_uid", source.study_uid}}}};
         if (auto st = write_text(paths.in_dir / "task.json", mercure_task.dump(2) + "\n"); !st) {
             return st.error();
         }
@@ -384,19 +379,19 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
                !st) {
         return st.error();
     }
-    log(fmt::format("input {} written in {:.2f} s", paths.input.string(),
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start)
-                        .count()));
+    log(fmt::format(
+        "input {} written in {:.2f} s", paths.input.string(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count()));
     if (context.stop.stop_requested()) {
         return Error{"cancelled"};
     }
 
     // Command and environment.
     std::map<std::string, std::string> values{
-        {"input", paths.input.string()},       {"in_dir", paths.in_dir.string()},
-        {"output", paths.output.string()},     {"out_dir", paths.out_dir.string()},
-        {"work_dir", work_dir.string()},       {"settings", paths.settings_file.string()},
-        {"task", paths.task_file.string()},    {"job_id", std::to_string(task.job_id)}};
+        {"input", paths.input.string()},    {"in_dir", paths.in_dir.string()},
+        {"output", paths.output.string()},  {"out_dir", paths.out_dir.string()},
+        {"work_dir", work_dir.string()},    {"settings", paths.settings_file.string()},
+        {"task", paths.task_file.string()}, {"job_id", std::to_string(task.job_id)}};
     for (const auto& [key, value] : settings.values()) {
         values["setting." + key] = algorithms::format_setting_value(value);
     }
@@ -487,7 +482,8 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
         for (const fs::path& file : files) {
             if (!has_dicom_preamble(file)) {
                 // Programs leave logs, JSON and the like beside their objects.
-                outcome.notes.push_back("ignored " + file.lexically_relative(paths.out_dir).string() +
+                outcome.notes.push_back("ignored " +
+                                        file.lexically_relative(paths.out_dir).string() +
                                         " (not a DICOM file)");
                 continue;
             }
@@ -496,9 +492,9 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
                 return Error{"output " + file.filename().string() + ": " +
                              inspected.error().message};
             }
-            if (auto problem = dicom::check_references_source(
-                    *inspected, source.study_uid, source.series_uid,
-                    source.frame_of_reference_uid)) {
+            if (auto problem =
+                    dicom::check_references_source(*inspected, source.study_uid, source.series_uid,
+                                                   source.frame_of_reference_uid)) {
                 return Error{"output " + file.filename().string() + ": " + *problem};
             }
             outcome.dicom_objects.push_back(file);
@@ -518,8 +514,8 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
             const fs::path file = paths.out_dir / seg.file;
             std::error_code fe;
             if (!fs::is_regular_file(file, fe)) {
-                return Error{"no output: the program exited 0 but did not write " +
-                             file.string() + " (segment " + seg.name + ")"};
+                return Error{"no output: the program exited 0 but did not write " + file.string() +
+                             " (segment " + seg.name + ")"};
             }
             auto mask = read_on_grid(file, grid, m_config, outcome.notes);
             if (!mask) {
@@ -563,9 +559,9 @@ Result<ExternalOutcome> ExternalAlgorithm::run_external(const dicom::LoadedSerie
     if (empty) {
         outcome.notes.push_back("empty result: no declared segment is present in the label map");
     }
-    log(fmt::format("output read and checked in {:.2f} s",
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - read_start)
-                        .count()));
+    log(fmt::format(
+        "output read and checked in {:.2f} s",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - read_start).count()));
     return outcome;
 }
 

@@ -1,17 +1,5 @@
 #include "segnode/pipeline/job_runner.hpp"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-
-#include <atomic>
-#include <map>
-#include <string>
-#include <spdlog/spdlog.h>
-#include <thread>
-
 #include "job_work.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/pipeline/process.hpp"
@@ -19,6 +7,17 @@
 #include "segnode/pipeline/routing.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <map>
+#include <spdlog/spdlog.h>
+#include <string>
+#include <thread>
 
 namespace segnode::pipeline {
 
@@ -37,8 +36,7 @@ struct JobRunner::Impl {
 
     Impl(const Config& config, const store::Workdir& workdir, ConnectionPool& pool,
          const algorithms::Registry& registry)
-        : context{config, workdir, pool, registry}, workers(config.jobs.workers),
-          timer(io) {}
+        : context{config, workdir, pool, registry}, workers(config.jobs.workers), timer(io) {}
 
     JobContext context;
     asio::io_context io;
@@ -107,9 +105,8 @@ struct JobRunner::Impl {
             return;
         }
         std::string unresolved;
-        auto job = make_job(context.config, context.registry, series, rule->name,
-                            rule->algorithm, rule->settings, rule->outputs, rule->destination,
-                            unresolved);
+        auto job = make_job(context.config, context.registry, series, rule->name, rule->algorithm,
+                            rule->settings, rule->outputs, rule->destination, unresolved);
         if (!job) {
             // validate_rules() ran at start-up, so this is unexpected; keep it visible.
             tx.commit();
@@ -304,8 +301,8 @@ struct JobRunner::Impl {
             store::JobRepo repo(*db);
             const std::int64_t now = now_ms();
             if (processing) {
-                repo.transition(row.id, store::JobState::Running, store::JobState::Failed, now,
-                                {}, std::string("internal error: ") + what);
+                repo.transition(row.id, store::JobState::Running, store::JobState::Failed, now, {},
+                                std::string("internal error: ") + what);
             } else {
                 // Counted as a failed attempt with its delay, so it neither spins nor retries
                 // for ever.
@@ -351,14 +348,17 @@ JobRunner::JobRunner(const Config& config, const store::Workdir& workdir, Connec
                      const algorithms::Registry& registry)
     : m_impl(std::make_unique<Impl>(config, workdir, pool, registry)) {}
 
-JobRunner::~JobRunner() { stop(); }
+JobRunner::~JobRunner() {
+    stop();
+}
 
 void JobRunner::start() {
     // Before any job runs again: what a killed node's programs left running goes first.
     if (const std::size_t n = kill_orphaned_processes(m_impl->context.workdir.root() / "jobs");
         n > 0) {
         spdlog::warn("killed {} process(es) left running by external algorithms of the previous "
-                     "run of segnode", n);
+                     "run of segnode",
+                     n);
     }
     {
         auto db = m_impl->context.pool.acquire();

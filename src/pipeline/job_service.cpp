@@ -21,8 +21,8 @@ JobOutcome JobService::submit(store::Database& db, const SubmitRequest& request)
     const algorithms::Algorithm* algorithm = m_registry.find(request.algorithm);
     if (algorithm == nullptr) {
         auto known = m_registry.get(request.algorithm);
-        return problem(JobProblem::UnknownAlgorithm, known ? std::string("unknown algorithm")
-                                                           : known.error().message);
+        return problem(JobProblem::UnknownAlgorithm,
+                       known ? std::string("unknown algorithm") : known.error().message);
     }
     if (auto parsed = algorithm->parse_settings(request.settings); !parsed) {
         return problem(JobProblem::InvalidSettings, parsed.error().message);
@@ -62,11 +62,11 @@ JobOutcome JobService::submit(store::Database& db, const SubmitRequest& request)
     JobOutcome out;
     out.job_id = id;
     out.job = repo.find(id);
-    out.message = "job " + std::to_string(id) + " queued: " + request.algorithm + " on " +
-                  request.series_uid + " -> " +
-                  (keep ? std::string("none (results stay on the node)")
-                        : job->dest_ae + " at " + job->dest_host + ":" +
-                              std::to_string(job->dest_port));
+    out.message =
+        "job " + std::to_string(id) + " queued: " + request.algorithm + " on " +
+        request.series_uid + " -> " +
+        (keep ? std::string("none (results stay on the node)")
+              : job->dest_ae + " at " + job->dest_host + ":" + std::to_string(job->dest_port));
     return out;
 }
 

@@ -1,24 +1,24 @@
 #include "job_work.hpp"
 
+#include "segnode/algorithms/label_io.hpp"
+#include "segnode/core/clock.hpp"
+#include "segnode/dicom/derived_inspect.hpp"
+#include "segnode/dicom/rtstruct_writer.hpp"
+#include "segnode/dicom/seg_writer.hpp"
+#include "segnode/dicom/series_loader.hpp"
+#include "segnode/dicom/store_scu.hpp"
+#include "segnode/imageio/image_io.hpp"
+#include "segnode/pipeline/external_algorithm.hpp"
+#include "segnode/pipeline/job_service.hpp"
+#include "segnode/pipeline/routing.hpp"
+#include "segnode/store/receive_index.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <fstream>
 #include <mutex>
 #include <spdlog/spdlog.h>
-
-#include "segnode/algorithms/label_io.hpp"
-#include "segnode/core/clock.hpp"
-#include "segnode/imageio/image_io.hpp"
-#include "segnode/dicom/rtstruct_writer.hpp"
-#include "segnode/dicom/seg_writer.hpp"
-#include "segnode/dicom/series_loader.hpp"
-#include "segnode/dicom/store_scu.hpp"
-#include "segnode/dicom/derived_inspect.hpp"
-#include "segnode/pipeline/external_algorithm.hpp"
-#include "segnode/pipeline/job_service.hpp"
-#include "segnode/pipeline/routing.hpp"
-#include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
 namespace {
@@ -60,7 +60,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::string seconds_text(double s) { return fmt::format("{:.2f} s", s); }
+std::string seconds_text(double s) {
+    return fmt::format("{:.2f} s", s);
+}
 
 /// What a stopped job turns into.
 void finish_stopped(const JobContext& ctx, const store::JobRow& job, StopReason reason,
@@ -76,8 +78,7 @@ void finish_stopped(const JobContext& ctx, const store::JobRow& job, StopReason 
             break;
         case StopReason::Timeout: {
             const std::string error =
-                "timed out after " + std::to_string(job_timeout_s(ctx, job.spec.algorithm)) +
-                " s";
+                "timed out after " + std::to_string(job_timeout_s(ctx, job.spec.algorithm)) + " s";
             log.warn(error);
             repo.transition(job.id, store::JobState::Running, store::JobState::Failed, now, {},
                             error);
@@ -85,15 +86,14 @@ void finish_stopped(const JobContext& ctx, const store::JobRow& job, StopReason 
         }
         default:
             log.info("cancelled by operator");
-            repo.transition(job.id, store::JobState::Running, store::JobState::Cancelled, now,
-                            {}, std::string("cancelled by operator"));
+            repo.transition(job.id, store::JobState::Running, store::JobState::Cancelled, now, {},
+                            std::string("cancelled by operator"));
             break;
         }
     });
 }
 
-void fail(const JobContext& ctx, const store::JobRow& job, const std::string& error,
-          JobLog& log) {
+void fail(const JobContext& ctx, const store::JobRow& job, const std::string& error, JobLog& log) {
     log.warn("failed: " + error);
     write_db(ctx.pool, [&](store::Database& db) {
         store::JobRepo(db).transition(job.id, store::JobState::Running, store::JobState::Failed,
@@ -105,10 +105,10 @@ void fail(const JobContext& ctx, const store::JobRow& job, const std::string& er
 Result<store::JobOutput> place_output(const JobContext& ctx, const store::JobRow& job,
                                       const std::filesystem::path& tmp, const std::string& kind,
                                       const std::string& file_name, const std::string& sop_class,
-                                      const std::string& sop_instance,
-                                      const std::string& series) {
+                                      const std::string& sop_instance, const std::string& series) {
     const auto relpath = std::filesystem::path("jobs") / std::to_string(job.id) / file_name;
-    if (auto st = store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
+    if (auto st =
+            store::durable_rename(tmp, ctx.workdir.root() / relpath, ctx.config.storage.fsync);
         !st) {
         return st.error();
     }
@@ -120,8 +120,8 @@ Result<store::JobOutput> place_output(const JobContext& ctx, const store::JobRow
     out.sop_instance_uid = sop_instance;
     out.series_uid = series;
     std::error_code ec;
-    out.size_bytes = static_cast<std::int64_t>(
-        std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
+    out.size_bytes =
+        static_cast<std::int64_t>(std::filesystem::file_size(ctx.workdir.root() / relpath, ec));
     return out;
 }
 
@@ -129,8 +129,8 @@ Result<store::JobOutput> place_output(const JobContext& ctx, const store::JobRow
 /// numbers, names, codes, colours, voxel counts and volumes), both written to tmp/ first and
 /// renamed durably; the manifest goes first so a recorded label map always has it.
 Result<store::JobOutput> write_labelmap(const JobContext& ctx, const store::JobRow& job,
-                                        const dicom::LoadedSeries& source,
-                                        const LabelMap& labels, const algorithms::Algorithm& algo,
+                                        const dicom::LoadedSeries& source, const LabelMap& labels,
+                                        const algorithms::Algorithm& algo,
                                         const algorithms::Settings& settings) {
     const std::string stem = "job-" + std::to_string(job.id) + "-";
     const auto tmp_labels = ctx.workdir.tmp_dir() / (stem + k_labels_file);
@@ -162,8 +162,8 @@ Result<store::JobOutput> write_labelmap(const JobContext& ctx, const store::JobR
         return st.error();
     }
     const auto dir = ctx.workdir.jobs_dir() / std::to_string(job.id);
-    if (auto st = store::durable_rename(tmp_manifest, dir / k_segments_file,
-                                        ctx.config.storage.fsync);
+    if (auto st =
+            store::durable_rename(tmp_manifest, dir / k_segments_file, ctx.config.storage.fsync);
         !st) {
         cleanup();
         return st.error();
@@ -184,14 +184,15 @@ Result<store::JobOutput> write_output(const JobContext& ctx, const store::JobRow
                                       [[maybe_unused]] const std::stop_token& stop) {
     dicom::DerivedObjectOptions options;
     options.uid_root = ctx.config.output.uid_root;
-    options.series_number = static_cast<int>(ctx.config.output.series_number) +
-                            (kind == OutputKind::Rtstruct ? 1 : 0);
+    options.series_number =
+        static_cast<int>(ctx.config.output.series_number) + (kind == OutputKind::Rtstruct ? 1 : 0);
     options.algorithm_name = algo.name();
     options.algorithm_version = algo.info().version;
     options.manufacturer = ctx.config.output.manufacturer;
     options.stop = stop;
     const std::string name(to_string(kind));
-    const auto tmp = ctx.workdir.tmp_dir() / ("job-" + std::to_string(job.id) + "-" + name + ".dcm");
+    const auto tmp =
+        ctx.workdir.tmp_dir() / ("job-" + std::to_string(job.id) + "-" + name + ".dcm");
     auto written = kind == OutputKind::Seg
                        ? dicom::write_seg(source, labels, algo.info().segments, options, tmp)
                        : dicom::write_rtstruct(source, labels, algo.info().segments, options, tmp);
@@ -294,7 +295,8 @@ void process_job(const JobContext& ctx, const store::JobRow& job, std::stop_toke
         std::vector<std::filesystem::path> files;
         {
             auto db = ctx.pool.acquire();
-            for (const std::string& rel : store::ReceiveIndex(*db).series_files(job.spec.series_id)) {
+            for (const std::string& rel :
+                 store::ReceiveIndex(*db).series_files(job.spec.series_id)) {
                 files.push_back(ctx.workdir.root() / rel);
             }
         }
@@ -504,13 +506,13 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
                 });
                 if (o.verdict != dicom::StoreVerdict::Failure) {
                     log.info(fmt::format("{} {} stored at {} (status 0x{:04X}{}{})",
-                                         pending[i].kind, o.sop_instance_uid, peer.ae_title,
-                                         status, o.detail.empty() ? "" : ": ", o.detail));
+                                         pending[i].kind, o.sop_instance_uid, peer.ae_title, status,
+                                         o.detail.empty() ? "" : ": ", o.detail));
                 } else {
-                    failure += (failure.empty() ? "" : "; ") + pending[i].kind + ": " +
-                               (o.status ? fmt::format("status 0x{:04X} ", *o.status)
-                                         : std::string()) +
-                               o.detail;
+                    failure +=
+                        (failure.empty() ? "" : "; ") + pending[i].kind + ": " +
+                        (o.status ? fmt::format("status 0x{:04X} ", *o.status) : std::string()) +
+                        o.detail;
                 }
             };
             auto sent = dicom::send_files(peer, options, files, record);
@@ -534,11 +536,11 @@ void send_job(const JobContext& ctx, std::int64_t job_id) {
                 return;
             }
             if (attempt >= static_cast<std::int64_t>(ctx.config.send.attempts)) {
-                const std::string error = fmt::format("send failed after {} attempt(s): {}",
-                                                      attempt, failure);
+                const std::string error =
+                    fmt::format("send failed after {} attempt(s): {}", attempt, failure);
                 repo.record_send_attempt(job_id, now, now, failure);
-                repo.transition(job_id, store::JobState::Sending, store::JobState::Failed, now,
-                                {}, error);
+                repo.transition(job_id, store::JobState::Sending, store::JobState::Failed, now, {},
+                                error);
                 log.warn(error);
                 return;
             }

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -21,8 +22,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 namespace segnode::pipeline {
 namespace {
 
@@ -32,7 +31,9 @@ constexpr std::chrono::milliseconds k_tick{50};
 /// group with setsid() may still hold them).
 constexpr std::chrono::milliseconds k_drain_limit{1000};
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 /// Owns one file descriptor.
 class UniqueFd {
@@ -83,7 +84,9 @@ std::string signal_name(int sig) {
     return std::string("SIG") + abbrev;
 }
 
-std::string megabytes(std::uint64_t bytes) { return std::to_string(bytes >> 20U) + " MB"; }
+std::string megabytes(std::uint64_t bytes) {
+    return std::to_string(bytes >> 20U) + " MB";
+}
 
 std::string duration_text(std::chrono::milliseconds ms) {
     return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
@@ -320,9 +323,9 @@ private:
         m_capped = true;
         s.partial.clear();
         s.partial.shrink_to_fit();
-        m_spec.on_output(fmt::format("[output beyond {} bytes not logged; tail kept]",
-                                     m_spec.output_cap_bytes),
-                         s.from_stderr);
+        m_spec.on_output(
+            fmt::format("[output beyond {} bytes not logged; tail kept]", m_spec.output_cap_bytes),
+            s.from_stderr);
     }
 
     const ProcessSpec& m_spec;
@@ -447,15 +450,13 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
     const auto program = find_executable(name, path_env.value_or(""));
     if (!program) {
         if (name.find('/') == std::string::npos) {
-            return start_failed(path_env ? "program '" + name + "' not found in PATH (" +
-                                               *path_env + ")"
-                                         : "program '" + name +
-                                               "' not found (its environment has no PATH)");
+            return start_failed(
+                path_env ? "program '" + name + "' not found in PATH (" + *path_env + ")"
+                         : "program '" + name + "' not found (its environment has no PATH)");
         }
         std::error_code ec;
-        return start_failed(std::filesystem::exists(name, ec)
-                                ? "'" + name + "' is not executable"
-                                : "'" + name + "' does not exist");
+        return start_failed(std::filesystem::exists(name, ec) ? "'" + name + "' is not executable"
+                                                              : "'" + name + "' does not exist");
     }
 
     // Everything the child needs is built before vfork(): it must not allocate. A relative
@@ -512,8 +513,7 @@ ProcessResult run_process(const ProcessSpec& spec, std::stop_token stop) {
     const pid_t pid = ::vfork();
     if (pid == 0) {
         child_exec(null_in.get(), out_w.get(), err_w.get(), exec_w.get(), program_text.c_str(),
-                   argv.data(), envp.data(), cwd_text.empty() ? nullptr : cwd_text.c_str(),
-                   self);
+                   argv.data(), envp.data(), cwd_text.empty() ? nullptr : cwd_text.c_str(), self);
     }
     const int vfork_errno = errno;
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -714,8 +714,8 @@ std::string ProcessResult::describe() const {
     case ProcessEnd::Exited:
         return "exited with status " + std::to_string(exit_code);
     case ProcessEnd::Signaled:
-        return "killed by signal " + std::to_string(term_signal) + " (" +
-               signal_name(term_signal) + ")";
+        return "killed by signal " + std::to_string(term_signal) + " (" + signal_name(term_signal) +
+               ")";
     case ProcessEnd::TimedOut:
         return "timed out after " + duration_text(timeout);
     case ProcessEnd::MemoryExceeded:
@@ -840,7 +840,8 @@ std::size_t kill_orphaned_processes(const std::filesystem::path& jobs_root) {
             const char* close = std::strrchr(stat.data(), ')');
             char state = 0;
             long ppid = 0;
-            if (close == nullptr || std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) {
+            if (close == nullptr ||
+                std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) {
                 pgrp = 0;
             }
         }

@@ -1,12 +1,12 @@
 #include "segnode/pipeline/receiver.hpp"
 
-#include <fstream>
-#include <spdlog/spdlog.h>
-
 #include "segnode/core/clock.hpp"
 #include "segnode/core/uid.hpp"
 #include "segnode/pipeline/index_writer.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <fstream>
+#include <spdlog/spdlog.h>
 
 namespace segnode::pipeline {
 namespace fs = std::filesystem;
@@ -40,10 +40,10 @@ void ConnectionPool::release(std::unique_ptr<store::Database> db) {
 store::NewInstance instance_row(const dicom::ReceivedInstance& in, const std::string& relpath,
                                 std::int64_t received_at) {
     store::NewInstance row;
-    row.series = {in.series_uid,       in.study_uid,         in.patient_id,
-                  in.patient_name,     in.study_date,        in.accession_number,
-                  in.modality,         in.series_number,     in.series_description,
-                  in.body_part,        in.frame_of_reference};
+    row.series = {in.series_uid,   in.study_uid,         in.patient_id,
+                  in.patient_name, in.study_date,        in.accession_number,
+                  in.modality,     in.series_number,     in.series_description,
+                  in.body_part,    in.frame_of_reference};
     row.sop_instance_uid = in.sop_instance_uid;
     row.sop_class_uid = in.sop_class_uid;
     row.instance_number = in.instance_number;
@@ -95,8 +95,8 @@ std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) 
         auto db = m_pool.acquire();
         store::ReceiveIndex index(*db);
         const auto writing = m_pool.write_lock();
-        const auto id = index.begin_association(info.calling_ae, info.called_ae,
-                                                info.peer_address, now_ms(), "accepted");
+        const auto id = index.begin_association(info.calling_ae, info.called_ae, info.peer_address,
+                                                now_ms(), "accepted");
         spdlog::info("association {} accepted: {} -> {} from {}", id, info.calling_ae,
                      info.called_ae, info.peer_address);
         return id;
@@ -107,15 +107,14 @@ std::int64_t Receiver::association_accepted(const dicom::AssociationInfo& info) 
     }
 }
 
-void Receiver::association_rejected(const dicom::AssociationInfo& info,
-                                    const std::string& reason) {
+void Receiver::association_rejected(const dicom::AssociationInfo& info, const std::string& reason) {
     try {
         auto db = m_pool.acquire();
         store::ReceiveIndex index(*db);
         const auto writing = m_pool.write_lock();
         const auto at = now_ms();
-        const auto id = index.begin_association(info.calling_ae, info.called_ae,
-                                                info.peer_address, at, "rejected", reason);
+        const auto id = index.begin_association(info.calling_ae, info.called_ae, info.peer_address,
+                                                at, "rejected", reason);
         index.end_association(id, at, 0, 0, "rejected");
     } catch (const store::DatabaseError& e) {
         spdlog::error("cannot record rejected association from {}: {}", info.peer_address,
@@ -144,7 +143,9 @@ void Receiver::association_ended(const dicom::AssociationInfo& info, std::int64_
     }
 }
 
-fs::path Receiver::new_temp_file() { return m_workdir.new_temp_path(".dcm"); }
+fs::path Receiver::new_temp_file() {
+    return m_workdir.new_temp_path(".dcm");
+}
 
 StoreStatus Receiver::store(const dicom::AssociationInfo& assoc,
                             const dicom::ReceivedInstance& in) {
@@ -239,8 +240,8 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
                                    "first copy is kept (storage.duplicate_policy = keep_first)";
         quarantine(assoc, in.sop_instance_uid, in.temp_file, reason);
         const auto writing = m_pool.write_lock();
-        index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate_conflict",
-                           status::success, reason);
+        index.record_event(assoc.id, at, in.sop_instance_uid, "duplicate_conflict", status::success,
+                           reason);
         spdlog::warn("C-STORE {} from {}: {}", in.sop_instance_uid, assoc.calling_ae, reason);
         return {};
     }
@@ -250,8 +251,8 @@ StoreStatus Receiver::store_locked(const dicom::AssociationInfo& assoc,
     }
     const auto outcome = m_index_writer.record(row);
     if (outcome.series_created) {
-        spdlog::info("series {} ({} {}, patient {}) receiving from {}", in.series_uid,
-                     in.modality, in.series_description, in.patient_id, assoc.calling_ae);
+        spdlog::info("series {} ({} {}, patient {}) receiving from {}", in.series_uid, in.modality,
+                     in.series_description, in.patient_id, assoc.calling_ae);
     }
     if (outcome.late) {
         const std::string detail =
@@ -272,20 +273,22 @@ std::optional<StoreStatus> Receiver::move_into_store(const dicom::AssociationInf
                                                      const fs::path& relpath) {
     // Where the file came from, on the file itself (made durable by the fsync below): start-up
     // recovery needs it if a power loss takes the index row (see recovery.hpp).
-    if (assoc.id > 0 && !store::tag_association(in.temp_file, assoc.id) && !m_xattr_warned.exchange(true)) {
+    if (assoc.id > 0 && !store::tag_association(in.temp_file, assoc.id) &&
+        !m_xattr_warned.exchange(true)) {
         spdlog::info("the filesystem of {} keeps no user extended attributes; recovery after a "
                      "power loss would attribute unindexed files to their calling AE only",
                      m_workdir.root().string());
     }
-    auto st = store::durable_rename(in.temp_file, m_workdir.root() / relpath,
-                                    m_config.storage.fsync);
+    auto st =
+        store::durable_rename(in.temp_file, m_workdir.root() / relpath, m_config.storage.fsync);
     if (st) {
         return std::nullopt;
     }
     spdlog::error("C-STORE {}: {}", in.sop_instance_uid, st.error().message);
     std::error_code ec;
     fs::remove(in.temp_file, ec);
-    return StoreStatus{status::out_of_resources, "cannot write the instance: " + st.error().message};
+    return StoreStatus{status::out_of_resources,
+                       "cannot write the instance: " + st.error().message};
 }
 
 void Receiver::refused(const dicom::AssociationInfo& assoc, const std::string& sop_instance_uid,
@@ -322,8 +325,8 @@ void Receiver::quarantine(const dicom::AssociationInfo& assoc, const std::string
     try {
         auto db = m_pool.acquire();
         const auto writing = m_pool.write_lock();
-        store::ReceiveIndex(*db).add_quarantine(now_ms(), moved->string(), reason,
-                                                assoc.calling_ae, assoc.peer_address, sop_uid);
+        store::ReceiveIndex(*db).add_quarantine(now_ms(), moved->string(), reason, assoc.calling_ae,
+                                                assoc.peer_address, sop_uid);
     } catch (const store::DatabaseError& e) {
         spdlog::error("cannot index quarantined file {}: {}", moved->string(), e.what());
     }

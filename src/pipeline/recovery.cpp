@@ -1,15 +1,14 @@
 #include "segnode/pipeline/recovery.hpp"
 
-#include <sys/stat.h>
-
-#include <map>
-#include <spdlog/spdlog.h>
-
 #include "segnode/core/clock.hpp"
 #include "segnode/core/uid.hpp"
 #include "segnode/dicom/receive_handler.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <map>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 namespace segnode::pipeline {
 namespace fs = std::filesystem;

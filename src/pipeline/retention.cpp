@@ -1,10 +1,10 @@
 #include "segnode/pipeline/retention.hpp"
 
-#include <set>
-#include <spdlog/spdlog.h>
-
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <set>
+#include <spdlog/spdlog.h>
 
 namespace segnode::pipeline {
 namespace {

@@ -1,8 +1,8 @@
 #include "segnode/pipeline/series_taken.hpp"
 
-#include <filesystem>
-
 #include "segnode/dicom/series_loader.hpp"
+
+#include <filesystem>
 
 namespace segnode::pipeline {
 

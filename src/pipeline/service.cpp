@@ -1,28 +1,27 @@
 #include "segnode/pipeline/service.hpp"
-#include "segnode/pipeline/algorithm_catalog.hpp"
-
-#include <csignal>
-#include <pthread.h>
-
-#include <atomic>
-#include <chrono>
-#include <spdlog/spdlog.h>
-#include <thread>
 
 #include "segnode/core/clock.hpp"
 #include "segnode/core/systemd_notify.hpp"
 #include "segnode/core/version.hpp"
 #include "segnode/dicom/environment.hpp"
 #include "segnode/dicom/store_scp.hpp"
+#include "segnode/pipeline/algorithm_catalog.hpp"
 #include "segnode/pipeline/completion.hpp"
 #include "segnode/pipeline/index_writer.hpp"
 #include "segnode/pipeline/job_runner.hpp"
+#include "segnode/pipeline/receiver.hpp"
 #include "segnode/pipeline/recovery.hpp"
 #include "segnode/pipeline/routing.hpp"
-#include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+#include <thread>
 
 namespace segnode::pipeline {
 
@@ -80,7 +79,8 @@ int run_service(const Config& config, ServiceExtension* extension) {
             }
             if (unclean) {
                 spdlog::warn("the previous run did not stop cleanly; checking {} for instance "
-                             "files the index lost", workdir.instances_dir().string());
+                             "files the index lost",
+                             workdir.instances_dir().string());
                 const auto r = recover_unindexed(config, workdir, *db);
                 spdlog::info("recovery: {} instance file(s) checked, {} re-indexed in {} "
                              "series, {} quarantined",
@@ -119,8 +119,8 @@ int run_service(const Config& config, ServiceExtension* extension) {
     }
 
     ConnectionPool pool(workdir.db_path());
-    IndexWriter index_writer(pool, config.series.late_instance_policy ==
-                                       LateInstancePolicy::Reopen);
+    IndexWriter index_writer(pool,
+                             config.series.late_instance_policy == LateInstancePolicy::Reopen);
     Receiver receiver(config, workdir, pool, index_writer);
     CompletionMonitor completion(config.series, pool);
     JobRunner jobs(config, workdir, pool, registry);
@@ -165,9 +165,9 @@ int run_service(const Config& config, ServiceExtension* extension) {
     for (const std::string& ae : config.called_ae_titles()) {
         titles += (titles.empty() ? "" : ", ") + ae;
     }
-    spdlog::info("listening as {} on {}:{} (working directory {}, quiet period {} s)",
-                 titles, config.dicom.bind_address, config.dicom.port,
-                 workdir.root().string(), config.series.quiet_period_s);
+    spdlog::info("listening as {} on {}:{} (working directory {}, quiet period {} s)", titles,
+                 config.dicom.bind_address, config.dicom.port, workdir.root().string(),
+                 config.series.quiet_period_s);
     systemd_notify("READY=1\nSTATUS=accepting associations");
     server.run();
     scp_listening = false;

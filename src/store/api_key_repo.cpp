@@ -72,7 +72,8 @@ std::optional<ApiKeyRow> ApiKeyRepository::find_by_prefix(const std::string& pre
 }
 
 Status ApiKeyRepository::revoke(const std::string& name, std::int64_t at) {
-    auto st = m_db.prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL");
+    auto st =
+        m_db.prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL");
     st.bind(1, at).bind(2, name).run();
     if (m_db.changes() == 0) {
         return Error{"no active API key named '" + name + "'"};

@@ -2,10 +2,9 @@
 
 #include "segnode/store/workdir.hpp"
 
-#include <sqlite3.h>
-
 #include <chrono>
 #include <memory>
+#include <sqlite3.h>
 #include <string>
 #include <system_error>
 
@@ -47,11 +46,10 @@ Result<std::string> query_text(sqlite3* db, const char* sql, const std::string& 
 }
 
 bool has_table(sqlite3* db, const std::string& name) {
-    auto n = query_text(db,
-                        ("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='" +
-                         name + "'")
-                            .c_str(),
-                        "table lookup");
+    auto n = query_text(
+        db,
+        ("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='" + name + "'").c_str(),
+        "table lookup");
     return n && *n == "1";
 }
 
@@ -159,8 +157,8 @@ Result<BackupResult> backup_database(Database& source, const fs::path& destinati
             return failed(Error{partial.string() + ": " + check.error().message});
         }
         if (*check != "ok") {
-            return failed(Error{partial.string() + ": the copy fails its integrity check: " +
-                                *check});
+            return failed(
+                Error{partial.string() + ": the copy fails its integrity check: " + *check});
         }
         if (auto st = describe_copy(copy.get(), result); !st) {
             return failed(Error{partial.string() + ": " + st.error().message});

@@ -1,7 +1,6 @@
 #include "segnode/store/database.hpp"
 
 #include <sqlite3.h>
-
 #include <utility>
 
 namespace segnode::store {
@@ -24,8 +23,8 @@ bool DatabaseError::is_resource_error() const {
 }
 
 Statement::Statement(sqlite3* db, std::string_view sql) : m_db(db) {
-    const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &m_stmt,
-                                      nullptr);
+    const int rc =
+        sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &m_stmt, nullptr);
     if (rc != SQLITE_OK) {
         throw_error(db, rc, "prepare '" + std::string(sql.substr(0, 60)) + "'");
     }
@@ -64,7 +63,9 @@ Statement& Statement::bind(int index, const std::string& value) {
     return *this;
 }
 
-Statement& Statement::bind(int index, const char* value) { return bind(index, std::string(value)); }
+Statement& Statement::bind(int index, const char* value) {
+    return bind(index, std::string(value));
+}
 
 Statement& Statement::bind_null(int index) {
     const int rc = sqlite3_bind_null(m_stmt, index);
@@ -149,7 +150,9 @@ Result<Database> Database::open(const std::filesystem::path& file, Mode mode) {
     return database;
 }
 
-Database::~Database() { close(); }
+Database::~Database() {
+    close();
+}
 
 void Database::close() {
     for (auto& [sql, cached] : m_statements) {
@@ -210,9 +213,13 @@ void Database::exec(std::string_view sql) {
     }
 }
 
-std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(m_db); }
+std::int64_t Database::last_insert_rowid() const {
+    return sqlite3_last_insert_rowid(m_db);
+}
 
-int Database::changes() const { return sqlite3_changes(m_db); }
+int Database::changes() const {
+    return sqlite3_changes(m_db);
+}
 
 Transaction::Transaction(Database& db) : m_db(db), m_nested(db.in_transaction()) {
     m_db.exec(m_nested ? "SAVEPOINT segnode_nested" : "BEGIN IMMEDIATE");
@@ -221,8 +228,7 @@ Transaction::Transaction(Database& db) : m_db(db), m_nested(db.in_transaction())
 Transaction::~Transaction() {
     if (!m_done) {
         try {
-            m_db.exec(m_nested ? "ROLLBACK TO segnode_nested; RELEASE segnode_nested"
-                               : "ROLLBACK");
+            m_db.exec(m_nested ? "ROLLBACK TO segnode_nested; RELEASE segnode_nested" : "ROLLBACK");
         } catch (const DatabaseError&) { // NOLINT(bugprone-empty-catch)
             // The transaction is gone either way; nothing more can be done in a destructor.
         }
@@ -234,6 +240,8 @@ void Transaction::commit() {
     m_done = true;
 }
 
-bool Database::in_transaction() const { return sqlite3_get_autocommit(m_db) == 0; }
+bool Database::in_transaction() const {
+    return sqlite3_get_autocommit(m_db) == 0;
+}
 
 } // namespace segnode::store

@@ -67,8 +67,7 @@ JobOutput read_output(const Statement& st) {
 }
 
 bool is_finished(JobState state) {
-    return state == JobState::Done || state == JobState::Failed ||
-           state == JobState::Cancelled;
+    return state == JobState::Done || state == JobState::Failed || state == JobState::Cancelled;
 }
 
 } // namespace
@@ -204,9 +203,9 @@ std::optional<JobRow> JobRepo::next_runnable(std::int64_t now,
     return next_runnable(now, busy, {});
 }
 
-std::optional<JobRow> JobRepo::next_runnable(
-    std::int64_t now, const std::vector<std::int64_t>& busy,
-    const std::vector<std::string>& algorithms_at_capacity) {
+std::optional<JobRow>
+JobRepo::next_runnable(std::int64_t now, const std::vector<std::int64_t>& busy,
+                       const std::vector<std::string>& algorithms_at_capacity) {
     auto st = m_db.prepare(std::string("SELECT ") + k_job_columns +
                            " FROM jobs WHERE state IN ('queued', 'sending') AND not_before <= ? "
                            "AND cancel_requested = 0 ORDER BY not_before, id");
@@ -227,8 +226,7 @@ std::optional<JobRow> JobRepo::next_runnable(
 }
 
 bool JobRepo::transition(std::int64_t id, JobState from, JobState to, std::int64_t now,
-                         const std::string& event_detail,
-                         const std::optional<std::string>& error) {
+                         const std::string& event_detail, const std::optional<std::string>& error) {
     Transaction tx(m_db);
     std::string sql = "UPDATE jobs SET state = ?, updated_at = ?";
     if (to == JobState::Running) {
@@ -276,7 +274,9 @@ void JobRepo::record_send_attempt(std::int64_t id, std::int64_t now, std::int64_
 }
 
 void JobRepo::count_send_attempt(std::int64_t id) {
-    m_db.prepare("UPDATE jobs SET send_attempts = send_attempts + 1 WHERE id = ?").bind(1, id).run();
+    m_db.prepare("UPDATE jobs SET send_attempts = send_attempts + 1 WHERE id = ?")
+        .bind(1, id)
+        .run();
 }
 
 std::string JobRepo::request_cancel(std::int64_t id, std::int64_t now, bool& ok) {
@@ -331,16 +331,16 @@ std::string JobRepo::retry(std::int64_t id, std::int64_t now, bool& ok) {
                " was removed by retention; run the series again with `segnode series run`";
     }
     // Outputs all written (the failure was in sending): resend them; otherwise start over.
-    std::size_t wanted = 1 + static_cast<std::size_t>(
-                                 std::count(job->spec.outputs.begin(), job->spec.outputs.end(), ','));
+    std::size_t wanted = 1 + static_cast<std::size_t>(std::count(job->spec.outputs.begin(),
+                                                                 job->spec.outputs.end(), ','));
     const bool written = outputs(id).size() == wanted;
     const JobState to = written ? JobState::Sending : JobState::Queued;
     if (!transition(id, job->state, to, now, "retried by operator")) {
         return "job " + std::to_string(id) + " changed state meanwhile; try again";
     }
     ok = true;
-    return "job " + std::to_string(id) + (written ? " will send its results again"
-                                                   : " is queued again");
+    return "job " + std::to_string(id) +
+           (written ? " will send its results again" : " is queued again");
 }
 
 int JobRepo::requeue_interrupted(std::int64_t now) {

@@ -1,15 +1,17 @@
 #include "segnode/store/migrations.hpp"
 
-#include <sqlite3.h>
-
 #include "segnode/core/clock.hpp"
+
+#include <sqlite3.h>
 
 namespace segnode::store {
 
 // Defined in the file generated from db/*.sql (see CMakeLists.txt).
 const std::vector<Migration>& embedded_migrations_generated();
 
-const std::vector<Migration>& embedded_migrations() { return embedded_migrations_generated(); }
+const std::vector<Migration>& embedded_migrations() {
+    return embedded_migrations_generated();
+}
 
 int latest_schema_version() {
     const auto& all = embedded_migrations();

@@ -134,8 +134,8 @@ std::optional<StoredInstance> ReceiveIndex::find_instance(const std::string& sop
 }
 
 std::optional<ReceiveIndex::AssociationPeers> ReceiveIndex::find_association(std::int64_t id) {
-    auto st = m_db.prepare(
-        "SELECT calling_ae, called_ae, peer_address FROM associations WHERE id = ?");
+    auto st =
+        m_db.prepare("SELECT calling_ae, called_ae, peer_address FROM associations WHERE id = ?");
     st.bind(1, id);
     if (!st.step()) {
         return std::nullopt;
@@ -160,12 +160,12 @@ RecordOutcome ReceiveIndex::record_instance(const NewInstance& in, bool reopen_l
 }
 
 RecordOutcome ReceiveIndex::record_instance_in_transaction(const NewInstance& in,
-                                                          bool reopen_late) {
+                                                           bool reopen_late) {
     RecordOutcome outcome;
     std::int64_t series_id = 0;
     {
-        auto find =
-            m_db.prepare("SELECT id, state, purged_at IS NOT NULL FROM series WHERE series_uid = ?");
+        auto find = m_db.prepare(
+            "SELECT id, state, purged_at IS NOT NULL FROM series WHERE series_uid = ?");
         find.bind(1, in.series.series_uid);
         if (find.step()) {
             series_id = find.column_int64(0);
@@ -304,8 +304,7 @@ std::vector<SeriesRow> ReceiveIndex::complete_receiving(const std::string& condi
     return done;
 }
 
-std::vector<SeriesRow> ReceiveIndex::complete_quiet_series(std::int64_t cutoff,
-                                                           std::int64_t now) {
+std::vector<SeriesRow> ReceiveIndex::complete_quiet_series(std::int64_t cutoff, std::int64_t now) {
     return complete_receiving("last_received_at <= ?", cutoff, now);
 }
 
@@ -364,8 +363,8 @@ std::vector<SeriesRow> ReceiveIndex::list_series_page(std::optional<SeriesState>
 }
 
 std::vector<std::string> ReceiveIndex::series_files(std::int64_t series_id) {
-    auto st = m_db.prepare(
-        "SELECT path FROM instances WHERE series_id = ? ORDER BY sop_instance_uid");
+    auto st =
+        m_db.prepare("SELECT path FROM instances WHERE series_id = ? ORDER BY sop_instance_uid");
     st.bind(1, series_id);
     std::vector<std::string> paths;
     while (st.step()) {

@@ -1,28 +1,29 @@
 #include "segnode/store/workdir.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
-#include <unistd.h>
+#include "segnode/core/clock.hpp"
+#include "segnode/core/uid.hpp"
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <memory>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <memory>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 #include <vector>
-
-#include "segnode/core/clock.hpp"
-#include "segnode/core/uid.hpp"
 
 namespace segnode::store {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 class Fd {
 public:
@@ -214,8 +215,7 @@ Status durable_rename(const fs::path& from, const fs::path& to, bool durable) {
         return st;
     }
     if (std::rename(from.c_str(), to.c_str()) != 0) {
-        return Error{"rename " + from.string() + " -> " + to.string() + ": " +
-                     errno_text(errno)};
+        return Error{"rename " + from.string() + " -> " + to.string() + ": " + errno_text(errno)};
     }
     if (durable) {
         return fsync_directory(to.parent_path());

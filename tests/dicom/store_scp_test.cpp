@@ -1,7 +1,12 @@
 // The Storage SCP survives an exception on an association's thread: the association is
 // aborted, its end reported, and the next association is served normally.
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmnet/scu.h"
+#include "dcmtk_private.hpp"
+#include "phantom.hpp"
 #include "segnode/dicom/store_scp.hpp"
 #include "segnode/dicom/store_scu.hpp"
+#include "test_util.hpp"
 
 #include <atomic>
 #include <gtest/gtest.h>
@@ -9,12 +14,6 @@
 #include <stdexcept>
 #include <thread>
 #include <unistd.h>
-
-#include "dcmtk/config/osconfig.h"
-#include "dcmtk/dcmnet/scu.h"
-#include "dcmtk_private.hpp"
-#include "phantom.hpp"
-#include "test_util.hpp"
 
 namespace segnode::dicom {
 namespace {
@@ -95,7 +94,6 @@ TEST(StoreScp, AnExceptionOnAnAssociationThreadAbortsOnlyThatAssociation) {
     EXPECT_EQ(ends[0], "aborted: internal error: handler exploded");
     EXPECT_EQ(ends[1].rfind("released", 0), 0U) << ends[1];
 }
-
 
 /// A handler whose store() throws std::runtime_error for the first instance (as a store bug or
 /// an unexpected library exception would), and stores (removes) the rest.
@@ -199,7 +197,6 @@ TEST(StoreScp, AnExceptionFromTheStoreAnswersThatCStoreWithAFailureAndAReason) {
     EXPECT_EQ(ends[0].rfind("released", 0), 0U) << ends[0];
 }
 
-
 /// Refuses every C-STORE before its data set is read (like the disk guard).
 class AdmissionRefusingHandler : public ThrowingHandler {
 public:
@@ -267,7 +264,6 @@ TEST(StoreScp, DrainEndsAnIdleAssociationAfterTheGraceAndJoinsItsThread) {
     EXPECT_EQ(ends[1].rfind("aborted: node shutting down", 0), 0U) << ends[1];
     EXPECT_TRUE(idle.sendECHORequest(0).bad()) << "the association was ended";
 }
-
 
 /// dcmtk_private.hpp: what the private access reads must be DcmSCU's association parameters,
 /// on a real association. A DCMTK whose DcmSCU changed breaks these loudly (dcmtk_private.cpp

@@ -2,14 +2,13 @@
 // the config file (built-in names, programs on PATH, setting ranges, segments_file contents);
 // the run contract of an external algorithm seen from inside the program (environment,
 // placeholders, settings.json, task.json) and its read-back rules, on a small phantom.
-#include <gtest/gtest.h>
-
-#include <fstream>
-#include <nlohmann/json.hpp>
-
 #include "segnode/pipeline/algorithm_catalog.hpp"
 #include "segnode/pipeline/external_algorithm.hpp"
 #include "test_util.hpp"
+
+#include <fstream>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 using namespace segnode;
 using segnode::test::TempDir;
@@ -61,10 +60,9 @@ dicom::LoadedSeries small_series() {
 
 TEST(AlgorithmCatalog, BuiltinsPlusExternals) {
     TempDir dir;
-    const Config config =
-        config_with(entry("ext_one", R"(["/bin/true"])", "max_parallel = 2\ntimeout_s = 30") +
-                        k_segment,
-                    dir.path());
+    const Config config = config_with(
+        entry("ext_one", R"(["/bin/true"])", "max_parallel = 2\ntimeout_s = 30") + k_segment,
+        dir.path());
     auto registry = pipeline::make_registry(config);
     ASSERT_TRUE(registry.ok()) << registry.error().message;
     EXPECT_NE(registry->find("body"), nullptr);
@@ -98,9 +96,9 @@ TEST(AlgorithmCatalog, ErrorsNameTheEntry) {
         << missing.error().message;
 
     std::ofstream(dir.path() / "not-exec.sh") << "#!/bin/sh\n";
-    auto not_exec = pipeline::make_registry(config_with(
-        entry("ext", "[\"" + (dir.path() / "not-exec.sh").string() + "\"]") + k_segment,
-        dir.path()));
+    auto not_exec = pipeline::make_registry(
+        config_with(entry("ext", "[\"" + (dir.path() / "not-exec.sh").string() + "\"]") + k_segment,
+                    dir.path()));
     ASSERT_FALSE(not_exec.ok());
     EXPECT_NE(not_exec.error().message.find("does not exist or is not executable"),
               std::string::npos)
@@ -112,8 +110,7 @@ TEST(AlgorithmCatalog, ErrorsNameTheEntry) {
             k_segment,
         dir.path()));
     ASSERT_FALSE(range.ok());
-    EXPECT_NE(range.error().message.find("settings.t"), std::string::npos)
-        << range.error().message;
+    EXPECT_NE(range.error().message.find("settings.t"), std::string::npos) << range.error().message;
 }
 
 TEST(AlgorithmCatalog, SegmentsFromDcmqiJson) {
@@ -151,8 +148,7 @@ TEST(AlgorithmCatalog, SegmentsFromNnunetDatasetJson) {
     EXPECT_EQ((*v2)[1].label, 2);
     EXPECT_EQ((*v2)[1].category.value, "85756007");
 
-    std::ofstream(dir.path() / "v1.json")
-        << R"({"labels": {"0": "background", "3": "kidney"}})";
+    std::ofstream(dir.path() / "v1.json") << R"({"labels": {"0": "background", "3": "kidney"}})";
     auto v1 = pipeline::read_segments_file((dir.path() / "v1.json").string());
     ASSERT_TRUE(v1.ok()) << v1.error().message;
     ASSERT_EQ(v1->size(), 1U);

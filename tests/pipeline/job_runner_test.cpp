@@ -2,27 +2,32 @@
 // (plus the algorithm's own), operator cancellation of a running job, shutdown returning the
 // job to the queue (also a job claimed while stop() runs), max_parallel per algorithm, an
 // exception escaping the work, and a guard (the volume limit) failing a job with its reason.
-#include <gtest/gtest.h>
-
-#include <atomic>
-#include <fstream>
-#include <iterator>
-#include <thread>
-
 #include "job_work.hpp"
 #include "pipeline_fixture.hpp"
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/pipeline/job_runner.hpp"
 #include "segnode/store/job_repo.hpp"
 
+#include <atomic>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <iterator>
+#include <thread>
+
 namespace segnode::test {
 namespace {
 
 algorithms::AlgorithmInfo test_info(const std::string& name, unsigned max_parallel = 0,
                                     unsigned timeout_s = 0) {
-    algorithms::AlgorithmInfo info{name, "1.0.0", "test: runs until stopped", {},
-                                   {{1, "Thing", {"123037004", "SCT", "Anatomical Structure"},
-                                     {"39607008", "SCT", "Lung"}, {1, 2, 3}}}};
+    algorithms::AlgorithmInfo info{name,
+                                   "1.0.0",
+                                   "test: runs until stopped",
+                                   {},
+                                   {{1,
+                                     "Thing",
+                                     {"123037004", "SCT", "Anatomical Structure"},
+                                     {"39607008", "SCT", "Lung"},
+                                     {1, 2, 3}}}};
     info.max_parallel = max_parallel;
     info.timeout_s = timeout_s;
     return info;
@@ -83,8 +88,7 @@ algorithms::Registry test_registry() {
     algorithms::Registry registry = algorithms::make_builtin_registry();
     EXPECT_TRUE(registry.add(std::make_unique<UntilStopped>()).ok());
     EXPECT_TRUE(registry.add(std::make_unique<UntilStopped>(test_info("one-at-a-time", 1))).ok());
-    EXPECT_TRUE(
-        registry.add(std::make_unique<UntilStopped>(test_info("own-timeout", 0, 1))).ok());
+    EXPECT_TRUE(registry.add(std::make_unique<UntilStopped>(test_info("own-timeout", 0, 1))).ok());
     EXPECT_TRUE(registry.add(std::make_unique<ThrowsOddly>()).ok());
     return registry;
 }
@@ -282,8 +286,8 @@ TEST_F(JobRunnerTest, RetentionDoesNotHoldUpTheDispatcher) {
         store::JobRepo repo(*db);
         ASSERT_TRUE(repo.transition(old, store::JobState::Queued, store::JobState::Cancelled,
                                     now - 2 * 3600 * 1000));
-        ASSERT_TRUE(repo.transition(sending, store::JobState::Queued, store::JobState::Running,
-                                    now));
+        ASSERT_TRUE(
+            repo.transition(sending, store::JobState::Queued, store::JobState::Running, now));
         store::JobOutput out;
         out.job_id = sending;
         out.kind = "seg";
@@ -292,8 +296,8 @@ TEST_F(JobRunnerTest, RetentionDoesNotHoldUpTheDispatcher) {
         out.sop_instance_uid = "1.2.3.4";
         out.series_uid = "1.2.3";
         repo.put_output(out);
-        ASSERT_TRUE(repo.transition(sending, store::JobState::Running, store::JobState::Sending,
-                                    now));
+        ASSERT_TRUE(
+            repo.transition(sending, store::JobState::Running, store::JobState::Sending, now));
         repo.record_send_attempt(sending, now, now + 500, "test: retry later");
     }
     const auto log_file = m_workdir.jobs_dir() / std::to_string(sending) / "job.log";
@@ -322,10 +326,10 @@ TEST_F(JobRunnerTest, NextRunnableSkipsQueuedJobsOfAlgorithmsAtCapacityOnly) {
     auto db = m_pool.acquire();
     store::JobRepo repo(*db);
     const std::int64_t now = now_ms();
-    ASSERT_TRUE(repo.transition(sending_full, store::JobState::Queued, store::JobState::Running,
-                                now));
-    ASSERT_TRUE(repo.transition(sending_full, store::JobState::Running,
-                                store::JobState::Sending, now));
+    ASSERT_TRUE(
+        repo.transition(sending_full, store::JobState::Queued, store::JobState::Running, now));
+    ASSERT_TRUE(
+        repo.transition(sending_full, store::JobState::Running, store::JobState::Sending, now));
     EXPECT_EQ(repo.next_runnable(now, {})->id, queued_full);
     // A send runs no algorithm: never held back by max_parallel.
     EXPECT_EQ(repo.next_runnable(now, {}, {"one-at-a-time"})->id, sending_full);

@@ -1,10 +1,6 @@
 #pragma once
 // A working directory with a migrated database and one stored phantom series, as the
 // receiver would have left it, for the pipeline tests.
-#include <chrono>
-#include <functional>
-#include <thread>
-
 #include "phantom.hpp"
 #include "segnode/core/clock.hpp"
 #include "segnode/pipeline/receiver.hpp"
@@ -13,13 +9,18 @@
 #include "segnode/store/workdir.hpp"
 #include "test_util.hpp"
 
+#include <chrono>
+#include <functional>
+#include <thread>
+
 namespace segnode::test {
 
 class PipelineFixture : public ::testing::Test {
 protected:
     void SetUp() override {
         ASSERT_TRUE(m_workdir.ensure().ok());
-        auto db = store::Database::open(m_workdir.db_path(), store::Database::Mode::ReadWriteCreate);
+        auto db =
+            store::Database::open(m_workdir.db_path(), store::Database::Mode::ReadWriteCreate);
         ASSERT_TRUE(db.ok()) << db.error().message;
         ASSERT_TRUE(store::migrate(*db).ok());
     }

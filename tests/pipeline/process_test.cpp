@@ -1,20 +1,19 @@
 // Process supervision with real programs (/bin/sh scripts, python3): exit status and signals,
 // timeout and the SIGTERM -> SIGKILL escalation, the whole process group stopped, stop token,
 // memory limit, capped output with tails, the exact environment, start errors, no fd leak.
-#include <gtest/gtest.h>
+#include "segnode/pipeline/process.hpp"
+#include "test_util.hpp"
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
-
-#include "segnode/pipeline/process.hpp"
-#include "test_util.hpp"
 
 namespace segnode::test {
 namespace {
@@ -25,7 +24,7 @@ using pipeline::ProcessSpec;
 using namespace std::chrono_literals;
 
 const std::vector<std::pair<std::string, std::string>> k_env{{"PATH", "/usr/bin:/bin"},
-                                                                {"LANG", "C"}};
+                                                             {"LANG", "C"}};
 
 ProcessSpec shell(const std::string& script) {
     ProcessSpec spec;
@@ -254,8 +253,7 @@ TEST(Process, MemoryLimitStopsTheGroup) {
     const ProcessResult r = pipeline::run_process(spec);
     EXPECT_EQ(r.end, ProcessEnd::MemoryExceeded);
     EXPECT_GT(r.peak_rss_bytes, spec.memory_limit_bytes);
-    EXPECT_NE(r.describe().find("exceeded the memory limit ("), std::string::npos)
-        << r.describe();
+    EXPECT_NE(r.describe().find("exceeded the memory limit ("), std::string::npos) << r.describe();
     EXPECT_NE(r.describe().find(" > 100 MB)"), std::string::npos) << r.describe();
 }
 
@@ -376,9 +374,8 @@ TEST(Process, MissingProgramIsAStartError) {
     ProcessResult r = pipeline::run_process(spec);
     EXPECT_EQ(r.end, ProcessEnd::StartFailed);
     EXPECT_EQ(r.start_error, "program 'segnode-no-such-program' not found in PATH (/usr/bin:/bin)");
-    EXPECT_EQ(r.describe(),
-              "could not start: program 'segnode-no-such-program' not found in PATH "
-              "(/usr/bin:/bin)");
+    EXPECT_EQ(r.describe(), "could not start: program 'segnode-no-such-program' not found in PATH "
+                            "(/usr/bin:/bin)");
 
     TempDir dir;
     const auto file = dir.path() / "model.sh";
@@ -396,16 +393,15 @@ TEST(Process, MissingProgramIsAStartError) {
     spec.cwd = dir.path() / "no-such-dir";
     r = pipeline::run_process(spec);
     EXPECT_EQ(r.end, ProcessEnd::StartFailed);
-    EXPECT_NE(r.start_error.find("cannot change to directory"), std::string::npos)
-        << r.start_error;
-    EXPECT_NE(r.start_error.find("No such file or directory"), std::string::npos)
-        << r.start_error;
+    EXPECT_NE(r.start_error.find("cannot change to directory"), std::string::npos) << r.start_error;
+    EXPECT_NE(r.start_error.find("No such file or directory"), std::string::npos) << r.start_error;
 }
 
 TEST(Process, ExecFailureIsReportedWithItsErrno) {
     TempDir dir;
     const auto file = dir.path() / "garbage";
-    std::ofstream(file) << "\x7f" << "ELF not really";
+    std::ofstream(file) << "\x7f"
+                        << "ELF not really";
     std::filesystem::permissions(file, std::filesystem::perms::owner_all);
     ProcessSpec spec;
     spec.argv = {file.string()};
@@ -423,11 +419,9 @@ TEST(Process, FindExecutableFollowsPathOrder) {
     EXPECT_EQ(pipeline::find_executable("/bin/sh", ""), std::filesystem::path("/bin/sh"));
     TempDir dir;
     std::ofstream(dir.path() / "data.txt") << "not a program\n";
-    std::filesystem::permissions(dir.path() / "data.txt",
-                                 std::filesystem::perms::owner_read |
-                                     std::filesystem::perms::owner_write);
-    EXPECT_EQ(pipeline::find_executable((dir.path() / "data.txt").string(), "/bin"),
-              std::nullopt);
+    std::filesystem::permissions(dir.path() / "data.txt", std::filesystem::perms::owner_read |
+                                                              std::filesystem::perms::owner_write);
+    EXPECT_EQ(pipeline::find_executable((dir.path() / "data.txt").string(), "/bin"), std::nullopt);
     EXPECT_EQ(pipeline::find_executable("data.txt", dir.path().string()), std::nullopt);
     EXPECT_EQ(pipeline::find_executable("sh", dir.path().string() + ":/bin"),
               std::filesystem::path("/bin/sh"));
@@ -494,7 +488,8 @@ bool wait_until_dead(pid_t pid, std::chrono::milliseconds limit) {
 /// Starts `sh -c script` in its own session with SEGNODE_WORK_DIR=work_dir, as a program of
 /// a killed node would be left running; the script writes the pid of its background child to
 /// `pid_file`. Returns the shell's pid.
-pid_t start_left_over(const std::filesystem::path& work_dir, const std::filesystem::path& pid_file) {
+pid_t start_left_over(const std::filesystem::path& work_dir,
+                      const std::filesystem::path& pid_file) {
     const std::string env_entry = "SEGNODE_WORK_DIR=" + work_dir.string();
     const std::string script = "sleep 60 & echo $! > '" + pid_file.string() + "'; exec sleep 60";
     const pid_t pid = ::fork();
@@ -527,8 +522,8 @@ TEST(Process, LeftOverProgramsUnderTheJobsRootAreKilledWithTheirGroup) {
     const auto jobs = tmp.path() / "var" / "jobs";
     const pid_t ours = start_left_over(jobs / "7" / "work", tmp.path() / "ours.pid");
     // Same prefix as text but not under jobs/: must survive.
-    const pid_t other = start_left_over(tmp.path() / "var" / "jobs-archive" / "work",
-                                        tmp.path() / "other.pid");
+    const pid_t other =
+        start_left_over(tmp.path() / "var" / "jobs-archive" / "work", tmp.path() / "other.pid");
     const pid_t ours_child = read_pid(tmp.path() / "ours.pid");
     const pid_t other_child = read_pid(tmp.path() / "other.pid");
     ASSERT_GT(ours_child, 0);

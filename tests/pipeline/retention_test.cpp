@@ -1,13 +1,12 @@
 // Retention removes the files of finished work older than the cutoff, keeps the rows for
 // history, leaves unfinished and recent work alone, and a purged series received again
 // starts afresh.
-#include <gtest/gtest.h>
-
-#include <fstream>
-
 #include "pipeline_fixture.hpp"
 #include "segnode/pipeline/retention.hpp"
 #include "segnode/store/job_repo.hpp"
+
+#include <fstream>
+#include <gtest/gtest.h>
 
 namespace segnode::test {
 namespace {
@@ -31,8 +30,8 @@ protected:
         std::ofstream(dir / "seg.dcm") << std::string(1000, 'x');
         std::ofstream(dir / "job.log") << "log\n";
         if (state != store::JobState::Queued) {
-            EXPECT_TRUE(repo.transition(id, store::JobState::Queued, store::JobState::Running,
-                                        now_ms()));
+            EXPECT_TRUE(
+                repo.transition(id, store::JobState::Queued, store::JobState::Running, now_ms()));
             if (state != store::JobState::Running) {
                 EXPECT_TRUE(repo.transition(id, store::JobState::Running, state, now_ms()));
             }
@@ -60,8 +59,8 @@ TEST_F(RetentionTest, RemovesOldFinishedWorkOnly) {
     EXPECT_EQ(report.files, 4 + static_cast<std::int64_t>(old_files.size()));
     EXPECT_FALSE(std::filesystem::exists(m_workdir.jobs_dir() / std::to_string(done_job)));
     EXPECT_FALSE(std::filesystem::exists(m_workdir.jobs_dir() / std::to_string(failed_job)));
-    EXPECT_TRUE(std::filesystem::exists(m_workdir.jobs_dir() / std::to_string(running_job) /
-                                        "seg.dcm"));
+    EXPECT_TRUE(
+        std::filesystem::exists(m_workdir.jobs_dir() / std::to_string(running_job) / "seg.dcm"));
     for (const auto& f : old_files) {
         EXPECT_FALSE(std::filesystem::exists(f)) << f;
     }
@@ -112,7 +111,6 @@ TEST_F(RetentionTest, APurgedSeriesReceivedAgainStartsAfresh) {
     EXPECT_EQ(series->late_instances, 0);
 }
 
-
 /// Late instances acknowledged while a retention pass is under way. The hooks run inside the
 /// pass, at the point named, on the retention thread: a deterministic interleaving.
 class RetentionRaceTest : public RetentionTest {
@@ -124,8 +122,8 @@ protected:
         if (auto db = m_pool.acquire(); store::ReceiveIndex(*db).find_instance(sop_uid)) {
             return {};
         }
-        auto rel = m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid,
-                                              sop_uid);
+        auto rel =
+            m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid, sop_uid);
         EXPECT_TRUE(rel.ok());
         const auto file = m_workdir.root() / *rel;
         std::filesystem::create_directories(file.parent_path());
@@ -151,8 +149,8 @@ protected:
                         const std::string& content) {
         auto db = m_pool.acquire();
         const auto row = store::ReceiveIndex(*db).find_instance(sop_uid);
-        ASSERT_TRUE(row.has_value()) << "the acknowledged instance " << sop_uid
-                                     << " lost its index row";
+        ASSERT_TRUE(row.has_value())
+            << "the acknowledged instance " << sop_uid << " lost its index row";
         EXPECT_EQ(m_workdir.root() / row->relpath, file);
         ASSERT_TRUE(std::filesystem::exists(file)) << "the acknowledged file was removed";
         std::ifstream in(file);
@@ -191,8 +189,8 @@ TEST_F(RetentionRaceTest, InstancesAcknowledgedAfterThePurgeMarkSurvive) {
     // The first file of the series is moved to where the receiver puts that instance, so that
     // the resend really overwrites a file of the purged snapshot.
     {
-        auto rel = m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid,
-                                              resent_uid);
+        auto rel =
+            m_workdir.instance_relpath(m_generated.study_uid, m_generated.series_uid, resent_uid);
         const auto dest = m_workdir.root() / *rel;
         std::filesystem::create_directories(dest.parent_path());
         std::filesystem::rename(old_files[0], dest);

@@ -1,9 +1,9 @@
 // Routing rules: which keys match, first-match order, destination resolution and the checks
 // that need the algorithm registry.
-#include <gtest/gtest.h>
-
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/pipeline/routing.hpp"
+
+#include <gtest/gtest.h>
 
 namespace segnode::test {
 namespace {

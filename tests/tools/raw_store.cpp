@@ -18,15 +18,6 @@
 // Exit status: 0 if every file got status 0000, 1 if any did not, 2 on usage errors, an
 // unreadable input file, a rejected or failed association or a network failure (the reason
 // goes to stderr).
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-#include <string_view>
-#include <thread>
-#include <utility>
-#include <vector>
-
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcdict.h"
@@ -38,6 +29,15 @@
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/oflog/oflog.h"
 #include "dcmtk/ofstd/ofstd.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -298,13 +298,12 @@ int run(const Options& o) {
         std::fprintf(stderr, "cannot initialise the network: %s\n", c.text());
         return k_exit_error;
     }
-    if (OFCondition c = ASC_createAssociationParameters(&s.m_params, ASC_DEFAULTMAXPDU);
-        c.bad()) {
+    if (OFCondition c = ASC_createAssociationParameters(&s.m_params, ASC_DEFAULTMAXPDU); c.bad()) {
         std::fprintf(stderr, "cannot create association parameters: %s\n", c.text());
         return k_exit_error;
     }
-    if (OFCondition c = ASC_setAPTitles(s.m_params, o.calling_ae.c_str(), o.called_ae.c_str(),
-                                        nullptr);
+    if (OFCondition c =
+            ASC_setAPTitles(s.m_params, o.calling_ae.c_str(), o.called_ae.c_str(), nullptr);
         c.bad()) {
         std::fprintf(stderr, "cannot set AE titles: %s\n", c.text());
         return k_exit_error;
@@ -321,9 +320,9 @@ int run(const Options& o) {
         for (const auto& t : ctx.transfer_syntaxes) {
             ts.push_back(t.c_str());
         }
-        if (OFCondition c = ASC_addPresentationContext(s.m_params, ctx.id,
-                                                       ctx.abstract_syntax.c_str(), ts.data(),
-                                                       static_cast<int>(ts.size()));
+        if (OFCondition c =
+                ASC_addPresentationContext(s.m_params, ctx.id, ctx.abstract_syntax.c_str(),
+                                           ts.data(), static_cast<int>(ts.size()));
             c.bad()) {
             std::fprintf(stderr, "cannot add presentation context for %s: %s\n",
                          ctx.abstract_syntax.c_str(), c.text());

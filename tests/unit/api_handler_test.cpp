@@ -1,13 +1,6 @@
 // The HTTP API's routing, authentication and job service without a socket: ApiHandler over a
 // real database in a temporary working directory (the server itself is covered by
 // tests/integration/test_http.py with real clients).
-#include <gtest/gtest.h>
-
-#include <chrono>
-#include <thread>
-
-#include <nlohmann/json.hpp>
-
 #include "segnode/api/api_handler.hpp"
 #include "segnode/api/http_types.hpp"
 #include "segnode/core/clock.hpp"
@@ -15,6 +8,11 @@
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/migrations.hpp"
 #include "test_util.hpp"
+
+#include <chrono>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 using namespace segnode;
 using nlohmann::json;
@@ -26,8 +24,8 @@ protected:
     void SetUp() override {
         m_config.node.workdir = m_dir.path();
         ASSERT_TRUE(m_workdir.ensure().ok());
-        auto db = store::Database::open(m_workdir.db_path(),
-                                        store::Database::Mode::ReadWriteCreate);
+        auto db =
+            store::Database::open(m_workdir.db_path(), store::Database::Mode::ReadWriteCreate);
         ASSERT_TRUE(db.ok()) << db.error().message;
         m_db.emplace(std::move(db).value());
         ASSERT_TRUE(store::migrate(*m_db).ok());

@@ -1,10 +1,9 @@
-#include <gtest/gtest.h>
-
-#include <regex>
-
 #include "segnode/api/api_keys.hpp"
 #include "segnode/store/migrations.hpp"
 #include "test_util.hpp"
+
+#include <gtest/gtest.h>
+#include <regex>
 
 using namespace segnode;
 
@@ -13,8 +12,8 @@ namespace {
 class ApiKeysTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto db = store::Database::open(m_dir.path() / "k.db",
-                                        store::Database::Mode::ReadWriteCreate);
+        auto db =
+            store::Database::open(m_dir.path() / "k.db", store::Database::Mode::ReadWriteCreate);
         ASSERT_TRUE(db.ok());
         m_db.emplace(std::move(db).value());
         ASSERT_TRUE(store::migrate(*m_db).ok());

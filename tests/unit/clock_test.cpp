@@ -1,10 +1,9 @@
-#include <gtest/gtest.h>
+#include "segnode/core/clock.hpp"
 
 #include <cstdio>
 #include <ctime>
+#include <gtest/gtest.h>
 #include <random>
-
-#include "segnode/core/clock.hpp"
 
 using segnode::format_utc_ms;
 

@@ -1,17 +1,18 @@
 // [[algorithms]] and algorithms_dir: the external algorithm registration keys, their defaults
 // per layout, and the errors `config check` reports with file:line:column.
-#include <gtest/gtest.h>
-
-#include <fstream>
-
 #include "segnode/core/config.hpp"
 #include "test_util.hpp"
+
+#include <fstream>
+#include <gtest/gtest.h>
 
 using namespace segnode;
 
 namespace {
 
-Result<Config> parse(const std::string& text) { return parse_config(text, "test.toml"); }
+Result<Config> parse(const std::string& text) {
+    return parse_config(text, "test.toml");
+}
 
 std::string error_of(const std::string& text) {
     auto r = parse(text);
@@ -48,8 +49,8 @@ color = [177, 122, 101]
 
 /// One [[algorithms]] entry with `extra` lines inserted after the command.
 std::string algo(const std::string& extra, const std::string& command = R"(["prog", "{input}"])") {
-    return "[[algorithms]]\nname = \"ext\"\nversion = \"1\"\ncommand = " + command + "\n" +
-           extra + "\n[[algorithms.segments]]\nlabel = 1\nname = \"A\"\n";
+    return "[[algorithms]]\nname = \"ext\"\nversion = \"1\"\ncommand = " + command + "\n" + extra +
+           "\n[[algorithms.segments]]\nlabel = 1\nname = \"A\"\n";
 }
 
 } // namespace
@@ -176,14 +177,14 @@ TEST(ConfigAlgorithms, SettingAndKeyErrors) {
               std::string::npos);
     EXPECT_NE(error_of(algo("timeot_s = 5")).find("algorithms[0].timeot_s: unknown key"),
               std::string::npos);
-    EXPECT_NE(error_of(algo("layout = \"slurm\"")).find("'slurm' is not one of: plain, kaapana, "
-                                                         "nnunet, mercure"),
+    EXPECT_NE(error_of(algo("layout = \"slurm\""))
+                  .find("'slurm' is not one of: plain, kaapana, "
+                        "nnunet, mercure"),
               std::string::npos);
     EXPECT_NE(error_of(algo("env = { SEGNODE_INPUT = \"x\" }"))
                   .find("SEGNODE_* variables are set by segnode"),
               std::string::npos);
-    EXPECT_NE(error_of(algo("output = \"../labels.nii\"")).find("without '..'"),
-              std::string::npos);
+    EXPECT_NE(error_of(algo("output = \"../labels.nii\"")).find("without '..'"), std::string::npos);
     EXPECT_NE(error_of(algo("") + "\n" + algo("")).find("algorithm 'ext' is defined twice"),
               std::string::npos);
     EXPECT_NE(error_of("[[algorithms]]\nname = \"Body!\"\nversion = \"1\"\ncommand = [\"p\"]\n")
@@ -199,8 +200,7 @@ TEST(ConfigAlgorithms, AlgorithmsDirAddsOneEntryPerFile) {
            "segments_file = \"dataset.json\"\n";
     std::ofstream(dir.path() / "algorithms.d" / "a.toml") << algo("");
     std::ofstream(dir.path() / "algorithms.d" / "notes.txt") << "ignored";
-    std::ofstream(dir.path() / "segnode.toml")
-        << "algorithms_dir = \"algorithms.d\"\n" << k_full;
+    std::ofstream(dir.path() / "segnode.toml") << "algorithms_dir = \"algorithms.d\"\n" << k_full;
     auto r = load_config(dir.path() / "segnode.toml");
     ASSERT_TRUE(r.ok()) << r.error().message;
     ASSERT_EQ(r->algorithms.size(), 3U);

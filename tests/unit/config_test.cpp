@@ -1,15 +1,16 @@
-#include <gtest/gtest.h>
+#include "segnode/core/config.hpp"
 
 #include <algorithm>
 #include <fstream>
-
-#include "segnode/core/config.hpp"
+#include <gtest/gtest.h>
 
 using namespace segnode;
 
 namespace {
 
-Result<Config> parse(const std::string& text) { return parse_config(text, "test.toml"); }
+Result<Config> parse(const std::string& text) {
+    return parse_config(text, "test.toml");
+}
 
 std::string error_of(const std::string& text) {
     auto r = parse(text);
@@ -101,25 +102,28 @@ TEST(ConfigHttp, TlsNeedsBothFilesAndResolvesPaths) {
 
     auto msg = error_of("[http]\nport = 8443\n[http.tls]\ncert_file = \"/c.pem\"\n");
     EXPECT_NE(msg.find("test.toml:3:1: http.tls: set both cert_file and key_file"),
-              std::string::npos) << msg;
+              std::string::npos)
+        << msg;
     msg = error_of("[http.tls]\ncert_file = \"/c.pem\"\nkey = \"/k.pem\"\n");
     EXPECT_NE(msg.find("test.toml:3:1: unknown key 'http.tls.key'"), std::string::npos) << msg;
     msg = error_of("[http.tls]\ncert_file = 3\n");
-    EXPECT_NE(msg.find("test.toml:2:13: http.tls.cert_file: expected a string"),
-              std::string::npos) << msg;
+    EXPECT_NE(msg.find("test.toml:2:13: http.tls.cert_file: expected a string"), std::string::npos)
+        << msg;
 }
 
 TEST(ConfigHttp, ErrorsNameFileLineAndKey) {
     auto msg = error_of("[http]\nport = 0\n");
     EXPECT_NE(msg.find("test.toml:2:8: http.port: value 0 is out of range [1, 65535]"),
-              std::string::npos) << msg;
+              std::string::npos)
+        << msg;
     msg = error_of("[http]\n\nbind_address = \"localhost\"\n");
     EXPECT_NE(msg.find("test.toml:3:"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("http.bind_address: 'localhost' is not an IPv4 address"),
-              std::string::npos) << msg;
+    EXPECT_NE(msg.find("http.bind_address: 'localhost' is not an IPv4 address"), std::string::npos)
+        << msg;
     msg = error_of("[http]\nheader_timeout_s = 0\n");
     EXPECT_NE(msg.find("http.header_timeout_s: value 0 is out of range [1, 600]"),
-              std::string::npos) << msg;
+              std::string::npos)
+        << msg;
     msg = error_of("[http]\nenabled = \"yes\"\n");
     EXPECT_NE(msg.find("http.enabled: expected true or false"), std::string::npos) << msg;
     msg = error_of("[http]\nmax_body_bytes = 10\n");
@@ -230,7 +234,8 @@ TEST(Config, AllowedCallersErrorsPointIntoTheArray) {
     EXPECT_NE(msg.find("dicom.allowed_callers.hots: unknown key"), std::string::npos) << msg;
     const auto no_ae = error_of("[[dicom.allowed_callers]]\nhost = \"1.2.3.4\"\n");
     EXPECT_NE(no_ae.find("no ae_title"), std::string::npos) << no_ae;
-    const auto bad_host = error_of("[[dicom.allowed_callers]]\nae_title = \"A\"\nhost = \"pacs\"\n");
+    const auto bad_host =
+        error_of("[[dicom.allowed_callers]]\nae_title = \"A\"\nhost = \"pacs\"\n");
     EXPECT_NE(bad_host.find("not an IP address"), std::string::npos) << bad_host;
 }
 
@@ -311,7 +316,8 @@ destination = "pacs"
 algorithm = "body"
 )TOML");
     ASSERT_TRUE(r.ok()) << r.error().message;
-    EXPECT_EQ(r->called_ae_titles(), (std::vector<std::string>{"SEGNODE", "SEG_LUNGS", "SEG_BODY"}));
+    EXPECT_EQ(r->called_ae_titles(),
+              (std::vector<std::string>{"SEGNODE", "SEG_LUNGS", "SEG_BODY"}));
     EXPECT_EQ(r->jobs.workers, 2U);
     EXPECT_EQ(r->send.max_delay_s, 8U);
     EXPECT_EQ(r->output.uid_root, "1.2.826.0.1.3680043.9");
@@ -362,7 +368,8 @@ TEST(ConfigRouting, ErrorsNameFileLineAndKey) {
     EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\noutputs = [\"seg\", \"png\"]\n")
                   .find("'png' is not an output"),
               std::string::npos);
-    EXPECT_NE(error_of("[[rules]]\nmodality = \"CT\"\n").find("test.toml:1:1: rules[0]: 'algorithm' is required"),
+    EXPECT_NE(error_of("[[rules]]\nmodality = \"CT\"\n")
+                  .find("test.toml:1:1: rules[0]: 'algorithm' is required"),
               std::string::npos);
     EXPECT_NE(error_of("[[rules]]\nalgorithm = \"body\"\ncalled_ae = \"OTHER\"\n")
                   .find("'OTHER' is not one of this node's AE titles"),

@@ -1,12 +1,11 @@
-#include <gtest/gtest.h>
-
-#include <atomic>
-#include <thread>
-#include <vector>
-
 #include "segnode/pipeline/index_writer.hpp"
 #include "segnode/store/migrations.hpp"
 #include "test_util.hpp"
+
+#include <atomic>
+#include <gtest/gtest.h>
+#include <thread>
+#include <vector>
 
 using namespace segnode;
 
@@ -30,8 +29,8 @@ store::NewInstance make_row(const std::string& series, const std::string& sop) {
 class IndexWriterTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto db = store::Database::open(m_dir.path() / "w.db",
-                                        store::Database::Mode::ReadWriteCreate);
+        auto db =
+            store::Database::open(m_dir.path() / "w.db", store::Database::Mode::ReadWriteCreate);
         ASSERT_TRUE(db.ok());
         ASSERT_TRUE(store::migrate(*db).ok());
     }
@@ -55,7 +54,8 @@ TEST_F(IndexWriterTest, ConcurrentSendersAllCommitted) {
         threads.emplace_back([&, t] {
             const std::string series = "1.2.3." + std::to_string(t + 1);
             for (int i = 0; i < 25; ++i) {
-                auto outcome = writer.record(make_row(series, series + "." + std::to_string(i + 1)));
+                auto outcome =
+                    writer.record(make_row(series, series + "." + std::to_string(i + 1)));
                 if (outcome.series_created) {
                     ++created;
                 }

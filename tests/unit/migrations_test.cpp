@@ -1,7 +1,7 @@
-#include <gtest/gtest.h>
-
 #include "segnode/store/migrations.hpp"
 #include "test_util.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace segnode;
 using namespace segnode::store;
@@ -40,10 +40,11 @@ TEST(Migrations, CreateSchemaAndRecordVersion) {
     ASSERT_TRUE(applied.ok()) << applied.error().message;
     EXPECT_EQ(*applied, latest_schema_version());
     EXPECT_EQ(schema_version(db), latest_schema_version());
-    for (const char* table : {"associations", "series", "instances", "receive_events",
-                              "quarantine", "api_keys", "schema_migrations"}) {
+    for (const char* table : {"associations", "series", "instances", "receive_events", "quarantine",
+                              "api_keys", "schema_migrations"}) {
         EXPECT_EQ(scalar(db, std::string("SELECT count(*) FROM sqlite_master WHERE type='table' "
-                                         "AND name='") + table + "'"),
+                                         "AND name='") +
+                                 table + "'"),
                   1)
             << table;
     }

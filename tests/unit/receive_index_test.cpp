@@ -1,8 +1,8 @@
-#include <gtest/gtest.h>
-
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/receive_index.hpp"
 #include "test_util.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace segnode;
 using namespace segnode::store;

@@ -1,12 +1,11 @@
 // The STOW-RS body parsers: Content-Type parameters and the incremental multipart reader fed
 // in pieces of every size (the upload path itself is tested end to end in
 // tests/integration/test_stow.py with requests and curl).
-#include <gtest/gtest.h>
+#include "segnode/api/stow.hpp"
 
+#include <gtest/gtest.h>
 #include <string>
 #include <vector>
-
-#include "segnode/api/stow.hpp"
 
 using namespace segnode;
 using api::MultipartReader;
@@ -20,20 +19,20 @@ struct Collected {
 };
 
 MultipartReader reader_for(const std::string& boundary, Collected& c) {
-    return MultipartReader(boundary, MultipartReader::Callbacks{
-                                         [&c](const MultipartReader::Headers& h) {
-                                             c.headers.push_back(h);
-                                             c.bodies.emplace_back();
-                                             return ok_status();
-                                         },
-                                         [&c](std::string_view d) {
-                                             c.bodies.back().append(d);
-                                             return ok_status();
-                                         },
-                                         [&c] {
-                                             ++c.ended;
-                                             return ok_status();
-                                         }});
+    return MultipartReader(boundary,
+                           MultipartReader::Callbacks{[&c](const MultipartReader::Headers& h) {
+                                                          c.headers.push_back(h);
+                                                          c.bodies.emplace_back();
+                                                          return ok_status();
+                                                      },
+                                                      [&c](std::string_view d) {
+                                                          c.bodies.back().append(d);
+                                                          return ok_status();
+                                                      },
+                                                      [&c] {
+                                                          ++c.ended;
+                                                          return ok_status();
+                                                      }});
 }
 
 /// Feeds `body` in pieces of `step` bytes; the error of feed or finish, or "" when both pass.
@@ -51,8 +50,8 @@ std::string parse(const std::string& boundary, const std::string& body, std::siz
 
 // A body part that contains near-boundaries: "--b" at a line start without the full
 // boundary, CR LF pairs and the boundary text without its leading CRLF.
-const std::string k_tricky = std::string("\r\n--bX\r\n--b\r--b\n", 16) + std::string(1, '\0') +
-                             "xx--bound";
+const std::string k_tricky =
+    std::string("\r\n--bX\r\n--b\r--b\n", 16) + std::string(1, '\0') + "xx--bound";
 
 std::string two_parts() {
     return "preamble text\r\n"
@@ -143,18 +142,20 @@ TEST(MultipartReader, TruncatedBodiesAreReportedWithThePart) {
 
 TEST(MultipartReader, MalformedDelimiterLinesAndHeaders) {
     Collected c;
-    EXPECT_NE(parse("b", "--b junk\r\n\r\nx\r\n--b--", 100, c).find("malformed multipart "
-                                                                      "boundary line"),
+    EXPECT_NE(parse("b", "--b junk\r\n\r\nx\r\n--b--", 100, c)
+                  .find("malformed multipart "
+                        "boundary line"),
               std::string::npos);
     Collected d;
     EXPECT_NE(parse("b", "--b\r\nno colon here\r\n\r\nx\r\n--b--", 100, d)
                   .find("malformed header line in part 1"),
               std::string::npos);
     Collected e;
-    MultipartReader reader(
-        "b", {[](const MultipartReader::Headers&) { return ok_status(); },
-              [](std::string_view) { return ok_status(); }, [] { return ok_status(); }},
-        64);
+    MultipartReader reader("b",
+                           {[](const MultipartReader::Headers&) { return ok_status(); },
+                            [](std::string_view) { return ok_status(); },
+                            [] { return ok_status(); }},
+                           64);
     auto st = reader.feed("--b\r\nX-Long: " + std::string(100, 'a'));
     ASSERT_FALSE(st);
     EXPECT_NE(st.error().message.find("headers of part 1 exceed 64 bytes"), std::string::npos);
@@ -162,13 +163,12 @@ TEST(MultipartReader, MalformedDelimiterLinesAndHeaders) {
 
 TEST(MultipartReader, CallbackErrorsStopTheParse) {
     int data_calls = 0;
-    MultipartReader reader(
-        "b", {[](const MultipartReader::Headers&) { return ok_status(); },
-              [&data_calls](std::string_view) -> Status {
-                  ++data_calls;
-                  return Error{"disk full"};
-              },
-              [] { return ok_status(); }});
+    MultipartReader reader("b", {[](const MultipartReader::Headers&) { return ok_status(); },
+                                 [&data_calls](std::string_view) -> Status {
+                                     ++data_calls;
+                                     return Error{"disk full"};
+                                 },
+                                 [] { return ok_status(); }});
     auto st = reader.feed("--b\r\n\r\n" + std::string(1000, 'x'));
     ASSERT_FALSE(st);
     EXPECT_EQ(st.error().message, "disk full");

@@ -1,7 +1,6 @@
 #pragma once
-#include <gtest/gtest.h>
-
 #include <filesystem>
+#include <gtest/gtest.h>
 #include <random>
 #include <string>
 

@@ -1,8 +1,7 @@
-#include <gtest/gtest.h>
-
-#include <set>
-
 #include "segnode/core/uid.hpp"
+
+#include <gtest/gtest.h>
+#include <set>
 
 using segnode::generate_uuid_uid;
 using segnode::is_valid_uid;

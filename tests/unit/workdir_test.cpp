@@ -1,9 +1,8 @@
-#include <gtest/gtest.h>
-
-#include <fstream>
-
 #include "segnode/store/workdir.hpp"
 #include "test_util.hpp"
+
+#include <fstream>
+#include <gtest/gtest.h>
 
 using namespace segnode;
 using namespace segnode::store;

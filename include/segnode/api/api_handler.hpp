@@ -5,6 +5,10 @@
 // answer there at once; routes that may wait (database writes behind the node's writer lock,
 // files read from disk, a C-ECHO to a peer) run on the handler's own worker threads and
 // complete later, so the I/O threads never wait on them.
+#include "segnode/api/api_keys.hpp"
+#include "segnode/api/http_types.hpp"
+#include "segnode/pipeline/service.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -13,10 +17,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-
-#include "segnode/api/api_keys.hpp"
-#include "segnode/api/http_types.hpp"
-#include "segnode/pipeline/service.hpp"
 
 namespace segnode::api {
 

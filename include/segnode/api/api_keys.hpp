@@ -2,11 +2,11 @@
 // API keys for the HTTP API. A key is "snk_<prefix>_<secret>": the prefix (8 hex digits) is a
 // public identifier shown by `segnode key list`; only the SHA-256 of the whole key is stored.
 // Keys carry 256 random bits, so a fast hash is enough (no password stretching needed).
-#include <optional>
-#include <string>
-
 #include "segnode/core/result.hpp"
 #include "segnode/store/api_key_repo.hpp"
+
+#include <optional>
+#include <string>
 
 namespace segnode::api {
 

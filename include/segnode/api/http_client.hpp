@@ -1,11 +1,11 @@
 #pragma once
 // A small blocking HTTP(S) client for the admin CLI acting on a remote node (`--server URL`).
 // The key goes in an Authorization header; it is never part of the URL or an argument.
+#include "segnode/core/result.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <string>
-
-#include "segnode/core/result.hpp"
 
 namespace segnode::api {
 
@@ -28,8 +28,7 @@ Result<ServerUrl> parse_server_url(const std::string& url);
 /// against the system's CAs, or only `ca_file` when given. Errors name the server and reason.
 Result<ClientResponse> http_request(const ServerUrl& server, const std::string& method,
                                     const std::string& target, const std::string& key,
-                                    const std::string& body = {},
-                                    const std::string& ca_file = {});
+                                    const std::string& body = {}, const std::string& ca_file = {});
 
 /// The pieces of a streamed request body: each call returns the next piece, an empty string
 /// at the end, or an error that stops the request.

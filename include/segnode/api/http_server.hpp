@@ -3,10 +3,10 @@
 // Limits from [http]: request header size (431), body size (413, refused from the
 // Content-Length before the body is read), header-read timeout (the connection is closed),
 // max connections (the connection is answered 503 and closed).
-#include <memory>
-
 #include "segnode/core/result.hpp"
 #include "segnode/pipeline/service.hpp"
+
+#include <memory>
 
 namespace segnode::api {
 

@@ -10,9 +10,9 @@
 namespace segnode::api {
 
 struct HttpRequest {
-    std::string method;                        ///< "GET", "POST", ...
-    std::string path;                          ///< percent-encoded path, without the query
-    std::map<std::string, std::string> query;  ///< decoded query parameters
+    std::string method;                         ///< "GET", "POST", ...
+    std::string path;                           ///< percent-encoded path, without the query
+    std::map<std::string, std::string> query;   ///< decoded query parameters
     std::map<std::string, std::string> headers; ///< field names in lower case
     std::string body;
     std::string peer_address;

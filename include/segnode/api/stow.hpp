@@ -4,19 +4,18 @@
 // arrives: each part is written to a temporary file in the working directory and, once it is
 // complete, stored by the pipeline Receiver exactly as a C-STORE is (checks, fsync, index,
 // quarantine, disk guard). Memory stays flat whatever the size of the upload.
+#include "segnode/api/http_types.hpp"
+#include "segnode/core/result.hpp"
+#include "segnode/dicom/receive_handler.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
-
-#include "segnode/api/http_types.hpp"
-#include "segnode/core/result.hpp"
-#include "segnode/dicom/receive_handler.hpp"
 
 namespace segnode::api {
 

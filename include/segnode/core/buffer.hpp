@@ -7,11 +7,10 @@
 // whole series. Buffers of 4 MiB and more are therefore mapped with MAP_POPULATE, which lets
 // the kernel fault every page in one pass (~0.08 s for the same 157 MB); smaller ones come
 // from the ordinary allocator.
-#include <sys/mman.h>
-
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <sys/mman.h>
 #include <vector>
 
 namespace segnode {
@@ -22,7 +21,8 @@ public:
     static constexpr std::size_t k_threshold_bytes = std::size_t{4} << 20;
 
     PrefaultAllocator() noexcept = default;
-    template <class U> PrefaultAllocator(const PrefaultAllocator<U>& /*other*/) noexcept {} // NOLINT
+    template <class U>
+    PrefaultAllocator(const PrefaultAllocator<U>& /*other*/) noexcept {} // NOLINT
 
     [[nodiscard]] T* allocate(std::size_t n) {
         if (n > static_cast<std::size_t>(-1) / sizeof(T)) {

@@ -2,6 +2,8 @@
 // segnode configuration: one TOML file, every key known to a table in config.cpp, every value
 // validated, errors reported as "file:line:column: key: reason". config/segnode.toml is the
 // fully commented sample and carries the same defaults as the structs below.
+#include "segnode/core/result.hpp"
+
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -10,8 +12,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "segnode/core/result.hpp"
 
 namespace segnode {
 
@@ -94,17 +94,17 @@ struct RuleConfig {
 };
 
 struct JobsConfig {
-    unsigned workers = 2;          ///< jobs processed at once (2 keeps 2 cores busy)
+    unsigned workers = 2;           ///< jobs processed at once (2 keeps 2 cores busy)
     unsigned algorithm_threads = 0; ///< threads per job; 0 = hardware threads
-    unsigned timeout_s = 1800;     ///< per job (load + algorithm + writers), not send-back
-    unsigned max_volume_mb = 2048; ///< larger volumes (int16 voxels) are refused
+    unsigned timeout_s = 1800;      ///< per job (load + algorithm + writers), not send-back
+    unsigned max_volume_mb = 2048;  ///< larger volumes (int16 voxels) are refused
     unsigned poll_interval_ms = 500;
 };
 
 struct SendConfig {
-    unsigned attempts = 6;            ///< send attempts per job before it fails
-    unsigned initial_delay_s = 2;     ///< first retry delay; doubles each attempt
-    unsigned max_delay_s = 300;       ///< cap of the retry delay
+    unsigned attempts = 6;        ///< send attempts per job before it fails
+    unsigned initial_delay_s = 2; ///< first retry delay; doubles each attempt
+    unsigned max_delay_s = 300;   ///< cap of the retry delay
     unsigned connect_timeout_s = 10;
     unsigned dimse_timeout_s = 60;
 };
@@ -126,12 +126,12 @@ struct HttpConfig {
     bool enabled = true;
     std::string bind_address = "127.0.0.1"; ///< IPv4
     std::uint16_t port = 8080;
-    unsigned max_body_bytes = 1048576;  ///< larger request bodies: 413
-    unsigned max_upload_mb = 1024;      ///< STOW-RS upload bodies (streamed to disk): 413 above
-    unsigned max_header_bytes = 16384;  ///< larger request headers: 431
-    unsigned header_timeout_s = 10;     ///< a client must send its headers within this time
-    unsigned max_connections = 64;      ///< connections beyond this are closed at once
-    bool metrics_require_key = false;   ///< false: /metrics needs no key from a loopback peer
+    unsigned max_body_bytes = 1048576; ///< larger request bodies: 413
+    unsigned max_upload_mb = 1024;     ///< STOW-RS upload bodies (streamed to disk): 413 above
+    unsigned max_header_bytes = 16384; ///< larger request headers: 431
+    unsigned header_timeout_s = 10;    ///< a client must send its headers within this time
+    unsigned max_connections = 64;     ///< connections beyond this are closed at once
+    bool metrics_require_key = false;  ///< false: /metrics needs no key from a loopback peer
     /// [http.tls]: both set: HTTPS only (PEM certificate chain and private key; absolute,
     /// relative paths are taken from the config file's folder). Both empty: plain HTTP.
     std::string tls_cert_file;
@@ -143,8 +143,8 @@ struct HttpConfig {
 /// Checked here for shape; the algorithms layer turns it into a SettingSpec and checks it.
 struct ExternalSettingConfig {
     std::string key;
-    std::string type;            ///< int | float | bool | string | enum
-    std::string default_text;    ///< the default as `--set` text ("" when absent)
+    std::string type;         ///< int | float | bool | string | enum
+    std::string default_text; ///< the default as `--set` text ("" when absent)
     bool has_default = false;
     std::optional<double> min;
     std::optional<double> max;
@@ -185,9 +185,9 @@ struct ExternalAlgorithmConfig {
     std::vector<std::pair<std::string, std::string>> env;
     std::vector<ExternalSettingConfig> settings;
     std::vector<ExternalSegmentConfig> segments;
-    std::string segments_file; ///< absolute (resolved against the config file's directory)
-    std::string layout = "plain";          ///< plain | kaapana | nnunet | mercure
-    std::string output_kind;               ///< labelmap | per_segment | dicom; "" = layout default
+    std::string segments_file;    ///< absolute (resolved against the config file's directory)
+    std::string layout = "plain"; ///< plain | kaapana | nnunet | mercure
+    std::string output_kind;      ///< labelmap | per_segment | dicom; "" = layout default
     unsigned max_parallel = 1;
     bool resample = false;
     std::string undeclared_labels = "fail"; ///< fail | ignore

@@ -1,7 +1,7 @@
 #pragma once
-#include <string>
-
 #include "segnode/core/result.hpp"
+
+#include <string>
 
 namespace segnode {
 

@@ -14,8 +14,8 @@ struct Error {
 
 template <typename T> class [[nodiscard]] Result {
 public:
-    Result(T value) : m_value(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-    Result(Error error) : m_value(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+    Result(T value) : m_value(std::move(value)) {}     // NOLINT(google-explicit-constructor)
+    Result(Error error) : m_value(std::move(error)) {} // NOLINT(google-explicit-constructor)
 
     [[nodiscard]] bool ok() const { return std::holds_alternative<T>(m_value); }
     explicit operator bool() const { return ok(); }
@@ -60,6 +60,8 @@ private:
     bool m_failed = false;
 };
 
-inline Status ok_status() { return {}; }
+inline Status ok_status() {
+    return {};
+}
 
 } // namespace segnode

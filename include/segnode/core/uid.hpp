@@ -11,7 +11,9 @@ namespace segnode {
 /// characters); otherwise a short reason suitable for an error message.
 std::optional<std::string> uid_problem(std::string_view uid);
 
-inline bool is_valid_uid(std::string_view uid) { return !uid_problem(uid).has_value(); }
+inline bool is_valid_uid(std::string_view uid) {
+    return !uid_problem(uid).has_value();
+}
 
 /// A new UID under the 2.25 root derived from a random (version 4) UUID.
 std::string generate_uuid_uid();

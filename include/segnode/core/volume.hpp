@@ -17,6 +17,8 @@
 //   origin + i * spacing[0] * dir_i + j * spacing[1] * dir_j + k * spacing[2] * dir_k,
 // with spacing[0] the column spacing (PixelSpacing[1]), spacing[1] the row spacing
 // (PixelSpacing[0]) and spacing[2] the distance between consecutive slice positions.
+#include "segnode/core/buffer.hpp"
+
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -25,8 +27,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "segnode/core/buffer.hpp"
 
 namespace segnode {
 

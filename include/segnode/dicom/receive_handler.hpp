@@ -2,11 +2,11 @@
 // The boundary between the DICOM receiver (this layer) and what is done with received objects
 // (pipeline layer). The SCP receives each C-STORE into a temporary file, extracts the
 // attributes below and hands the file to the handler, whose answer becomes the C-STORE status.
+#include "segnode/core/result.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
-
-#include "segnode/core/result.hpp"
 
 namespace segnode::dicom {
 

@@ -2,6 +2,10 @@
 // The DICOM Storage SCP: an accept loop that owns the listening socket and one joinable
 // DcmThreadSCP worker thread per association, at most max_associations at once (DCMTK's hooks
 // overridden, see store_scp.cpp); drain_associations() ends and joins them at shutdown.
+#include "segnode/core/config.hpp"
+#include "segnode/core/result.hpp"
+#include "segnode/dicom/receive_handler.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,10 +15,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include "segnode/core/config.hpp"
-#include "segnode/core/result.hpp"
-#include "segnode/dicom/receive_handler.hpp"
 
 namespace segnode::dicom {
 

@@ -2,16 +2,16 @@
 // Series completion: a series becomes `complete` when no instance has arrived for the quiet
 // period (series.quiet_period_s), and optionally when the association that sent it is
 // released. State lives in SQLite, so a restart picks up where it left off.
+#include "segnode/core/config.hpp"
+#include "segnode/pipeline/receiver.hpp"
+#include "segnode/store/receive_index.hpp"
+
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include "segnode/core/config.hpp"
-#include "segnode/pipeline/receiver.hpp"
-#include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
 

@@ -6,13 +6,13 @@
 // senders share the commit cost. The commit uses synchronous=NORMAL (no fsync of its own):
 // the instance file is already durable, and start-up recovery re-indexes a file whose row a
 // power loss took from the WAL's tail (recovery.hpp).
+#include "segnode/pipeline/receiver.hpp"
+#include "segnode/store/receive_index.hpp"
+
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <mutex>
-
-#include "segnode/pipeline/receiver.hpp"
-#include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
 
@@ -40,7 +40,7 @@ private:
     std::mutex m_mutex;
     std::condition_variable m_done; ///< followers wait for a leader's commit
     std::deque<Pending*> m_queue;
-    bool m_committing = false;      ///< a leader is committing a batch
+    bool m_committing = false; ///< a leader is committing a batch
 };
 
 } // namespace segnode::pipeline

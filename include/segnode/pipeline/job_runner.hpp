@@ -13,12 +13,12 @@
 // Restart safety: jobs found `running` at start-up go back to `queued` (their outputs are
 // rewritten); `sending` jobs resume and send only the outputs without `sent_at`, which is
 // recorded as soon as the destination acknowledges each object.
-#include <memory>
-
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <memory>
 
 namespace segnode::pipeline {
 

@@ -3,16 +3,16 @@
 // (`segnode series run`, `job cancel`, `job retry`) and the HTTP API use it, so a job made by
 // either is checked the same way. It works on the caller's database connection; the node's
 // job runner picks new and changed jobs up at its next poll (or at once after `wake`).
+#include "segnode/algorithms/registry.hpp"
+#include "segnode/core/config.hpp"
+#include "segnode/store/database.hpp"
+#include "segnode/store/job_repo.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "segnode/algorithms/registry.hpp"
-#include "segnode/core/config.hpp"
-#include "segnode/store/database.hpp"
-#include "segnode/store/job_repo.hpp"
 
 namespace segnode::pipeline {
 
@@ -35,8 +35,8 @@ enum class JobProblem {
 
 struct JobOutcome {
     JobProblem problem = JobProblem::None;
-    std::string message;     ///< what happened, or why not
-    std::int64_t job_id = 0; ///< the job created or acted on
+    std::string message;              ///< what happened, or why not
+    std::int64_t job_id = 0;          ///< the job created or acted on
     std::optional<store::JobRow> job; ///< submit: the job as created
 
     [[nodiscard]] bool ok() const { return problem == JobProblem::None; }

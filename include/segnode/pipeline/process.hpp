@@ -54,8 +54,8 @@ enum class ProcessEnd {
 
 struct ProcessResult {
     ProcessEnd end = ProcessEnd::StartFailed;
-    int exit_code = -1;   ///< Exited
-    int term_signal = 0;  ///< Signaled (and the signal that ended a stopped process)
+    int exit_code = -1;  ///< Exited
+    int term_signal = 0; ///< Signaled (and the signal that ended a stopped process)
     std::string start_error;
     double seconds = 0.0;
     std::uint64_t peak_rss_bytes = 0; ///< highest sampled RSS of the group

@@ -5,20 +5,20 @@
 // (SQLite WAL, synchronous=NORMAL: survives a crash of segnode; after a power loss start-up
 // recovery rebuilds a lost row from the durable file) -> only then the success status is
 // returned to the SCP.
-#include <array>
-#include <atomic>
-#include <functional>
-#include <memory>
-#include <optional>
-#include <mutex>
-#include <vector>
-
 #include "segnode/core/config.hpp"
 #include "segnode/dicom/receive_handler.hpp"
 #include "segnode/pipeline/disk_guard.hpp"
 #include "segnode/store/database.hpp"
 #include "segnode/store/receive_index.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
 
 namespace segnode::pipeline {
 
@@ -87,7 +87,7 @@ struct QuarantineNote {
     std::string sop_instance_uid;
     std::string calling_ae;
     std::string peer_address;
-    std::string original_path; ///< where the file was found, if not in tmp/
+    std::string original_path;            ///< where the file was found, if not in tmp/
     std::string time_key = "received_at"; ///< label of the time line (now, UTC)
 };
 

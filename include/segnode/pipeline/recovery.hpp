@@ -16,11 +16,11 @@
 //   complete series) handled by series.late_instance_policy like any late instance.
 // The same pass indexes a file that was renamed into place by a segnode killed before its
 // commit; that instance was never acknowledged, and a resend is then an identical duplicate.
-#include <cstdint>
-
 #include "segnode/core/config.hpp"
 #include "segnode/store/database.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <cstdint>
 
 namespace segnode::pipeline {
 

@@ -10,11 +10,11 @@
 //   and its rows deleted in one guarded transaction first, then only that snapshot's files are
 //   removed: an instance acknowledged during the pass is never lost (docs/pipeline.md).
 // Quarantine is left alone: it is for an operator to review.
-#include <cstdint>
-#include <functional>
-
 #include "segnode/pipeline/receiver.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <cstdint>
+#include <functional>
 
 namespace segnode::pipeline {
 

@@ -7,16 +7,16 @@
 // no rule matches is the fallback case: it is marked `routed` with nothing to do, and a log
 // line says so. A rule's destination is a named peer, or "sender": the [[peers]] entry whose
 // AE title is the series' calling AE (preferring one whose host is the sender's address).
-#include <optional>
-#include <string>
-#include <vector>
-
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/core/result.hpp"
 #include "segnode/dicom/store_scu.hpp"
 #include "segnode/store/job_repo.hpp"
 #include "segnode/store/receive_index.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace segnode::pipeline {
 
@@ -31,8 +31,7 @@ bool rule_matches(const RuleConfig& rule, const store::SeriesRow& series, std::s
 const RuleConfig* first_match(const Config& config, const store::SeriesRow& series);
 
 /// Resolves a destination ("sender" or a peer name) for a series.
-Result<dicom::PeerAddress> resolve_destination(const Config& config,
-                                               const std::string& destination,
+Result<dicom::PeerAddress> resolve_destination(const Config& config, const std::string& destination,
                                                const store::SeriesRow& series);
 
 /// A job spec for `series` running `algorithm` with `settings` (validated), sending

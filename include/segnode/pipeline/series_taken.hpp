@@ -1,11 +1,11 @@
 #pragma once
 // How the series loader would take a stored series, for `segnode series show` and the API.
+#include "segnode/core/config.hpp"
+#include "segnode/store/receive_index.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include "segnode/core/config.hpp"
-#include "segnode/store/receive_index.hpp"
 
 namespace segnode::pipeline {
 

@@ -1,13 +1,13 @@
 #pragma once
-#include <cstddef>
-#include <cstdint>
-#include <functional>
-
 #include "segnode/algorithms/registry.hpp"
 #include "segnode/core/config.hpp"
 #include "segnode/core/result.hpp"
 #include "segnode/dicom/receive_handler.hpp"
 #include "segnode/store/workdir.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 
 namespace segnode::pipeline {
 
@@ -21,8 +21,8 @@ struct ServiceContext {
     ConnectionPool& pool;
     const algorithms::Registry& registry;
     std::int64_t started_at_ms = 0;
-    std::function<void()> wake_jobs;                ///< dispatch new/changed jobs now
-    std::function<bool()> scp_listening;            ///< the Storage SCP accepts associations
+    std::function<void()> wake_jobs;                  ///< dispatch new/changed jobs now
+    std::function<bool()> scp_listening;              ///< the Storage SCP accepts associations
     std::function<std::size_t()> active_associations; ///< associations in progress
     /// The receiver of C-STORE, for instances that arrive another way (STOW-RS uploads).
     dicom::ReceiveHandler* receiver = nullptr;

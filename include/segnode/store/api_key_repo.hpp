@@ -1,11 +1,11 @@
 #pragma once
+#include "segnode/core/result.hpp"
+#include "segnode/store/database.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "segnode/core/result.hpp"
-#include "segnode/store/database.hpp"
 
 namespace segnode::store {
 

@@ -1,10 +1,10 @@
 #pragma once
 // Online backup of the live database with SQLite's backup API.
-#include <cstdint>
-#include <filesystem>
-
 #include "segnode/core/result.hpp"
 #include "segnode/store/database.hpp"
+
+#include <cstdint>
+#include <filesystem>
 
 namespace segnode::store {
 

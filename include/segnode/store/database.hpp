@@ -2,6 +2,8 @@
 // Thin RAII layer over SQLite. Anticipated failures (cannot open, constraint on user input)
 // come back as Result/Status; unexpected database failures (I/O error, disk full, corrupt
 // file) throw DatabaseError and are handled at the layer boundary.
+#include "segnode/core/result.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -9,8 +11,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-
-#include "segnode/core/result.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -33,7 +33,8 @@ public:
     Statement(sqlite3* db, std::string_view sql);
     /// A statement borrowed from a connection's cache: reset (not finalized) on destruction,
     /// then `*in_use` is cleared so the cache can lend it again.
-    Statement(sqlite3* db, sqlite3_stmt* cached, bool* in_use) : m_db(db), m_stmt(cached), m_in_use(in_use) {}
+    Statement(sqlite3* db, sqlite3_stmt* cached, bool* in_use)
+        : m_db(db), m_stmt(cached), m_in_use(in_use) {}
     ~Statement();
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;

@@ -8,13 +8,13 @@
 //      \         \          \-> failed (send attempts exhausted)   (failed -> queued|sending
 //       \         \-> failed (load/algorithm/writer error, timeout)    by `job retry`)
 //        \-> cancelled (from queued, running or sending; `job cancel`)
+#include "segnode/store/database.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "segnode/store/database.hpp"
 
 namespace segnode::store {
 
@@ -94,8 +94,7 @@ public:
     std::int64_t create(const NewJob& job, std::int64_t now, const std::string& why);
     /// The same inside the caller's transaction (routing creates the job and marks the
     /// series routed atomically).
-    std::int64_t create_in_transaction(const NewJob& job, std::int64_t now,
-                                       const std::string& why);
+    std::int64_t create_in_transaction(const NewJob& job, std::int64_t now, const std::string& why);
     std::optional<JobRow> find(std::int64_t id);
     /// Newest first; `state` empty: all states.
     std::vector<JobRow> list(std::optional<JobState> state, std::int64_t limit);

@@ -1,9 +1,9 @@
 #pragma once
-#include <string>
-#include <vector>
-
 #include "segnode/core/result.hpp"
 #include "segnode/store/database.hpp"
+
+#include <string>
+#include <vector>
 
 namespace segnode::store {
 

@@ -1,13 +1,13 @@
 #pragma once
 // The index of received data: associations, series, instances, receive events and quarantine.
 // One ReceiveIndex per thread (it owns prepared statements on one connection).
+#include "segnode/store/database.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
-
-#include "segnode/store/database.hpp"
 
 namespace segnode::store {
 

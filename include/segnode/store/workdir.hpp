@@ -1,12 +1,12 @@
 #pragma once
 // Layout of the working directory and durable file operations. Paths built from UIDs require
 // the UIDs to have passed segnode::uid_problem() already; the functions check again.
+#include "segnode/core/result.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
-
-#include "segnode/core/result.hpp"
 
 namespace segnode::store {
 
@@ -37,7 +37,9 @@ public:
 
     /// <root>/segnode.running: present while `segnode serve` runs; still there at start-up
     /// means the last run did not stop cleanly (crash, kill -9, power loss).
-    [[nodiscard]] std::filesystem::path running_marker() const { return m_root / "segnode.running"; }
+    [[nodiscard]] std::filesystem::path running_marker() const {
+        return m_root / "segnode.running";
+    }
     /// Creates the marker (durably: file and directory fsynced).
     Status create_running_marker() const;
     /// Removes it; call only after every database connection is closed.
