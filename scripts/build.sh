@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f build/CMakeCache.txt ] || [ $# -gt 0 ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+  # SEGNODE_WERROR=ON (CI sets it): warnings are errors.
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSEGNODE_WERROR="${SEGNODE_WERROR:-OFF}" "$@"
 fi
 cmake --build build

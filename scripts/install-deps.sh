@@ -9,6 +9,8 @@ packages=(
   # libFuzzer targets (scripts/fuzz.sh): clang 14 with its runtime (libclang_rt.fuzzer, ASan,
   # UBSan) and llvm-symbolizer for readable crash stacks
   clang libclang-rt-14-dev llvm
+  # format-check in CI
+  clang-format
   # libraries
   libdcmtk-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev libboost-dev
