@@ -278,7 +278,8 @@ void add_series_command(CLI::App& app, GlobalOptions& options, int& exit_code) {
     run->add_option(
         "--to", ro->to,
         "Destination peer name, 'sender' (default) or 'none' (keep the results on the node)");
-    run->add_option("--outputs", ro->outputs, "seg, rtstruct or both (default both)");
+    run->add_option("--outputs", ro->outputs,
+                    "seg, rtstruct, labelmap (comma-separated) or both (default both)");
     run->callback([&options, &exit_code, ro] {
         auto raw = algorithms::parse_assignments(ro->assignments);
         if (!raw) {
