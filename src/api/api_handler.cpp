@@ -748,9 +748,14 @@ struct ApiHandler::Impl {
     // --- helpers used by routes -------------------------------------------------------------
 
     /// The job if it exists and the caller may see it.
+    /// The job `id_text` names, if it is a job id and the caller may see that job.
     std::optional<store::JobRow> visible_job(store::Database& db, const Caller& caller,
-                                             std::int64_t id) {
-        auto job = store::JobRepo(db).find(id);
+                                             const std::string& id_text) {
+        const auto id = parse_id(id_text);
+        if (!id) {
+            return std::nullopt;
+        }
+        auto job = store::JobRepo(db).find(*id);
         if (!job) {
             return std::nullopt;
         }
@@ -1217,26 +1222,23 @@ HttpResponse ApiHandler::Impl::submit_job(const HttpRequest& req, const Caller& 
 
 HttpResponse ApiHandler::Impl::job_file(const HttpRequest& req, const Caller& caller,
                                         const Params& p, bool log) {
-    const auto id = parse_id(p[0]);
-    if (!id) {
-        return problem(404, "no job " + p[0]);
-    }
     std::filesystem::path path;
     std::string etag;
     std::string filename;
     std::string content_type;
     {
         auto db = ctx.pool.acquire();
-        const auto job = visible_job(*db, caller, *id);
+        const auto job = visible_job(*db, caller, p[0]);
         if (!job) {
             return no_job(p[0]);
         }
+        const std::int64_t id = job->id;
         if (job->purged_at) {
             return problem(404, "job " + p[0] + "'s files were removed by retention at " +
                                     format_utc_ms(*job->purged_at));
         }
         if (log) {
-            path = ctx.workdir.jobs_dir() / std::to_string(*id) / "job.log";
+            path = ctx.workdir.jobs_dir() / std::to_string(id) / "job.log";
             filename = "job-" + p[0] + ".log";
             content_type = "text/plain; charset=utf-8";
         } else {
@@ -1249,7 +1251,7 @@ HttpResponse ApiHandler::Impl::job_file(const HttpRequest& req, const Caller& ca
                     "invalid output name '" + name +
                         "' (names are like seg.dcm, rtstruct.dcm, labels.nii.gz, segments.json)");
             }
-            const auto outputs = store::JobRepo(*db).outputs(*id);
+            const auto outputs = store::JobRepo(*db).outputs(id);
             std::string names;
             for (const store::JobOutput& o : outputs) {
                 for (const std::string& n : output_names(o.kind)) {
@@ -1523,43 +1525,37 @@ void ApiHandler::Impl::add_routes() {
         });
     add("GET", "/api/v1/jobs/{id}", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
-            const auto id = parse_id(p[0]);
-            if (!id) {
-                return no_job(p[0]);
-            }
             auto db = ctx.pool.acquire();
-            const auto job = visible_job(*db, caller, *id);
+            const auto job = visible_job(*db, caller, p[0]);
             if (!job) {
                 return no_job(p[0]);
             }
+            const std::int64_t id = job->id;
             json body = job_json(*job);
             store::JobRepo repo(*db);
             json timeline = json::array();
-            for (const store::JobEvent& e : repo.events(*id)) {
+            for (const store::JobEvent& e : repo.events(id)) {
                 timeline.push_back(
                     {{"at", format_utc_ms(e.at)}, {"event", e.event}, {"detail", e.detail}});
             }
             body["timeline"] = timeline;
-            body["files"] = output_files(ctx.workdir.root(), p[0], repo.outputs(*id), false);
+            body["files"] = output_files(ctx.workdir.root(), p[0], repo.outputs(id), false);
             return json_response(200, body);
         });
     for (const bool retry : {false, true}) {
         add(
             "POST", retry ? "/api/v1/jobs/{id}/retry" : "/api/v1/jobs/{id}/cancel", Access::Submit,
             [this, retry](const HttpRequest&, const Caller& caller, const Params& p) {
-                const auto id = parse_id(p[0]);
-                if (!id) {
-                    return no_job(p[0]);
-                }
                 pipeline::JobOutcome outcome;
                 {
                     auto db = ctx.pool.acquire();
-                    if (!visible_job(*db, caller, *id)) {
+                    const auto job = visible_job(*db, caller, p[0]);
+                    if (!job) {
                         return no_job(p[0]);
                     }
                     auto lock = ctx.pool.write_lock();
-                    outcome =
-                        retry ? pipeline::retry_job(*db, *id) : pipeline::cancel_job(*db, *id);
+                    outcome = retry ? pipeline::retry_job(*db, job->id)
+                                    : pipeline::cancel_job(*db, job->id);
                 }
                 if (outcome.ok()) {
                     ctx.wake_jobs();
@@ -1571,19 +1567,16 @@ void ApiHandler::Impl::add_routes() {
     }
     add("GET", "/api/v1/jobs/{id}/outputs", Access::Read,
         [this](const HttpRequest&, const Caller& caller, const Params& p) {
-            const auto id = parse_id(p[0]);
-            if (!id) {
-                return no_job(p[0]);
-            }
             auto db = ctx.pool.acquire();
-            const auto job = visible_job(*db, caller, *id);
+            const auto job = visible_job(*db, caller, p[0]);
             if (!job) {
                 return no_job(p[0]);
             }
+            const std::int64_t id = job->id;
             const json items =
-                output_files(ctx.workdir.root(), p[0], store::JobRepo(*db).outputs(*id), true);
+                output_files(ctx.workdir.root(), p[0], store::JobRepo(*db).outputs(id), true);
             return json_response(
-                200, {{"job", *id}, {"state", store::to_string(job->state)}, {"items", items}});
+                200, {{"job", id}, {"state", store::to_string(job->state)}, {"items", items}});
         });
     add(
         "GET", "/api/v1/jobs/{id}/outputs/{name}", Access::Read,

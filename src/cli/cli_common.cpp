@@ -4,6 +4,7 @@
 #include "segnode/store/migrations.hpp"
 #include "segnode/store/workdir.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -93,6 +94,35 @@ std::optional<nlohmann::json> remote_json(const Remote& remote, const std::strin
         return std::nullopt;
     }
     return parsed;
+}
+
+void for_each_remote_item(const Remote& remote, const std::string& path, const std::string& state,
+                          std::int64_t limit, const char* command, int& exit_code,
+                          const std::function<void(const nlohmann::json&)>& on_item) {
+    std::string cursor;
+    std::int64_t seen = 0;
+    while (seen < limit) {
+        const std::int64_t page = std::min<std::int64_t>(1000, limit - seen);
+        std::string target = path + "?limit=" + std::to_string(page);
+        target += state.empty() ? "" : "&state=" + state;
+        target += cursor.empty() ? "" : "&cursor=" + cursor;
+        const auto body = remote_json(remote, "GET", target, {}, command, exit_code);
+        if (!body) {
+            return;
+        }
+        for (const auto& item : (*body)["items"]) {
+            on_item(item);
+            ++seen;
+        }
+        if (!(*body)["next_cursor"].is_string()) {
+            return;
+        }
+        cursor = (*body)["next_cursor"].get<std::string>();
+    }
+}
+
+std::string json_text(const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : std::string();
 }
 
 std::optional<Config> resolve_config(const GlobalOptions& o) {

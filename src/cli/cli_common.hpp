@@ -5,8 +5,9 @@
 #include "segnode/store/database.hpp"
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
+#include <functional>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -38,6 +39,16 @@ std::optional<Remote> resolve_remote(const GlobalOptions& options, bool& failed)
 std::optional<nlohmann::json> remote_json(const Remote& remote, const std::string& method,
                                           const std::string& target, const std::string& body,
                                           const char* command, int& exit_code);
+
+/// Pages through a remote listing: GET `path`?limit=..[&state=..][&cursor=..] until `limit`
+/// items were passed to `on_item` or the listing has no next page. A failed request is
+/// reported as by remote_json (exit_code 1) and ends the listing.
+void for_each_remote_item(const Remote& remote, const std::string& path, const std::string& state,
+                          std::int64_t limit, const char* command, int& exit_code,
+                          const std::function<void(const nlohmann::json&)>& on_item);
+
+/// A JSON string's value; empty for anything else (null, a missing key).
+std::string json_text(const nlohmann::json& v);
 
 void add_global_options(CLI::App& app, GlobalOptions& options);
 

@@ -164,27 +164,23 @@ void print_external(const ExternalAlgorithmConfig& c) {
 
 // --- the same, from a remote node's HTTP API (--server) -------------------------------------
 
-std::string text(const nlohmann::json& v) {
-    return v.is_string() ? v.get<std::string>() : std::string();
-}
-
 algorithms::CodedConcept code_from_json(const nlohmann::json& j) {
-    return {text(j["value"]), text(j["scheme"]), text(j["meaning"])};
+    return {json_text(j["value"]), json_text(j["scheme"]), json_text(j["meaning"])};
 }
 
 /// GET /api/v1/algorithms/{name} back into the AlgorithmInfo the local commands print.
 algorithms::AlgorithmInfo info_from_json(const nlohmann::json& j) {
     algorithms::AlgorithmInfo info;
-    info.name = text(j["name"]);
-    info.version = text(j["version"]);
-    info.description = text(j["description"]);
+    info.name = json_text(j["name"]);
+    info.version = json_text(j["version"]);
+    info.description = json_text(j["description"]);
     for (const auto& s : j["settings"]) {
         algorithms::SettingSpec spec;
-        spec.key = text(s["key"]);
+        spec.key = json_text(s["key"]);
         for (const auto type : {algorithms::SettingType::Bool, algorithms::SettingType::Int,
                                 algorithms::SettingType::Double, algorithms::SettingType::String,
                                 algorithms::SettingType::Enum}) {
-            spec.type = algorithms::to_string(type) == text(s["type"]) ? type : spec.type;
+            spec.type = algorithms::to_string(type) == json_text(s["type"]) ? type : spec.type;
         }
         const auto& d = s["default"];
         if (d.is_boolean()) {
@@ -194,7 +190,7 @@ algorithms::AlgorithmInfo info_from_json(const nlohmann::json& j) {
         } else if (d.is_number()) {
             spec.default_value = d.get<double>();
         } else {
-            spec.default_value = text(d);
+            spec.default_value = json_text(d);
         }
         if (s.contains("minimum")) {
             spec.minimum = s["minimum"].get<double>();
@@ -205,13 +201,13 @@ algorithms::AlgorithmInfo info_from_json(const nlohmann::json& j) {
         if (s.contains("allowed")) {
             spec.allowed = s["allowed"].get<std::vector<std::string>>();
         }
-        spec.help = text(s["help"]);
+        spec.help = json_text(s["help"]);
         info.settings.push_back(std::move(spec));
     }
     for (const auto& g : j["segments"]) {
         SegmentInfo segment;
         segment.label = g["label"].get<std::uint8_t>();
-        segment.name = text(g["name"]);
+        segment.name = json_text(g["name"]);
         segment.category = code_from_json(g["category"]);
         segment.type = code_from_json(g["type"]);
         segment.rgb = g["rgb"].get<std::array<std::uint8_t, 3>>();
@@ -222,12 +218,12 @@ algorithms::AlgorithmInfo info_from_json(const nlohmann::json& j) {
 
 ExternalAlgorithmConfig external_from_json(const nlohmann::json& j) {
     ExternalAlgorithmConfig c;
-    c.where = text(j["where"]);
+    c.where = json_text(j["where"]);
     c.command = j["command"].get<std::vector<std::string>>();
-    c.layout = text(j["layout"]);
-    c.input_format = text(j["input_format"]);
-    c.output_kind = text(j["output_kind"]);
-    c.output = text(j["output"]);
+    c.layout = json_text(j["layout"]);
+    c.input_format = json_text(j["input_format"]);
+    c.output_kind = json_text(j["output_kind"]);
+    c.output = json_text(j["output"]);
     c.timeout_s = j["timeout_s"].get<unsigned>();
     c.memory_mb = j["memory_mb"].get<unsigned>();
     c.max_parallel = j["max_parallel"].get<unsigned>();
@@ -248,7 +244,7 @@ void remote_list(const Remote& remote, int& exit_code) {
     std::vector<algorithms::AlgorithmInfo> infos;
     for (const auto& item : (*listed)["items"]) {
         const auto detail =
-            remote_algorithm(remote, text(item["name"]), "algorithm list", exit_code);
+            remote_algorithm(remote, json_text(item["name"]), "algorithm list", exit_code);
         if (!detail) {
             return;
         }

@@ -78,18 +78,8 @@ void remote_list(const Remote& remote, const std::string& state, std::int64_t li
                  int& exit_code) {
     std::printf("%-6s %-9s %-10s %-14s %-12s %-25s %s\n", "ID", "STATE", "ALGORITHM", "OUTPUTS",
                 "DEST", "CREATED", "ERROR");
-    std::string cursor;
-    std::int64_t printed = 0;
-    while (printed < limit) {
-        const std::int64_t page = std::min<std::int64_t>(1000, limit - printed);
-        std::string target = "/api/v1/jobs?limit=" + std::to_string(page);
-        target += state.empty() ? "" : "&state=" + state;
-        target += cursor.empty() ? "" : "&cursor=" + cursor;
-        const auto body = remote_json(remote, "GET", target, {}, "job list", exit_code);
-        if (!body) {
-            return;
-        }
-        for (const auto& j : (*body)["items"]) {
+    for_each_remote_item(
+        remote, "/api/v1/jobs", state, limit, "job list", exit_code, [](const nlohmann::json& j) {
             std::string outputs;
             for (const auto& o : j["outputs"]) {
                 outputs += (outputs.empty() ? "" : ",") + o.get<std::string>();
@@ -99,13 +89,7 @@ void remote_list(const Remote& remote, const std::string& state, std::int64_t li
                         text_of(j["state"]).c_str(), text_of(j["algorithm"]).c_str(),
                         outputs.c_str(), text_of(j["destination"]).c_str(),
                         text_of(j["created_at"]).c_str(), text_of(j["error"]).c_str());
-            ++printed;
-        }
-        if ((*body)["next_cursor"].is_null()) {
-            return;
-        }
-        cursor = (*body)["next_cursor"].get<std::string>();
-    }
+        });
 }
 
 void remote_show(const Remote& remote, std::int64_t id, int& exit_code) {

@@ -78,26 +78,23 @@ std::string routing_text(const RuleConfig* rule) {
 
 // --- the same, from a remote node's HTTP API (--server) -------------------------------------
 
-std::string text(const nlohmann::json& v) {
-    return v.is_string() ? v.get<std::string>() : std::string();
-}
-
 store::SeriesRow series_from_json(const nlohmann::json& j) {
     store::SeriesRow s;
-    s.attrs.series_uid = text(j["uid"]);
-    s.state = store::parse_series_state(text(j["state"])).value_or(store::SeriesState::Receiving);
-    s.attrs.study_uid = text(j["study_uid"]);
-    s.attrs.patient_id = text(j["patient_id"]);
-    s.attrs.patient_name = text(j["patient_name"]);
-    s.attrs.study_date = text(j["study_date"]);
-    s.attrs.accession_number = text(j["accession_number"]);
-    s.attrs.modality = text(j["modality"]);
-    s.attrs.series_number = text(j["series_number"]);
-    s.attrs.description = text(j["description"]);
-    s.attrs.body_part = text(j["body_part"]);
-    s.calling_ae = text(j["calling_ae"]);
-    s.called_ae = text(j["called_ae"]);
-    s.peer_address = text(j["peer_address"]);
+    s.attrs.series_uid = json_text(j["uid"]);
+    s.state =
+        store::parse_series_state(json_text(j["state"])).value_or(store::SeriesState::Receiving);
+    s.attrs.study_uid = json_text(j["study_uid"]);
+    s.attrs.patient_id = json_text(j["patient_id"]);
+    s.attrs.patient_name = json_text(j["patient_name"]);
+    s.attrs.study_date = json_text(j["study_date"]);
+    s.attrs.accession_number = json_text(j["accession_number"]);
+    s.attrs.modality = json_text(j["modality"]);
+    s.attrs.series_number = json_text(j["series_number"]);
+    s.attrs.description = json_text(j["description"]);
+    s.attrs.body_part = json_text(j["body_part"]);
+    s.calling_ae = json_text(j["calling_ae"]);
+    s.called_ae = json_text(j["called_ae"]);
+    s.peer_address = json_text(j["peer_address"]);
     s.instance_count = j["instance_count"].get<std::int64_t>();
     s.late_instances = j["late_instances"].get<std::int64_t>();
     return s;
@@ -106,30 +103,15 @@ store::SeriesRow series_from_json(const nlohmann::json& j) {
 void remote_list(const Remote& remote, const std::string& state, std::int64_t limit,
                  int& exit_code) {
     print_list_header();
-    std::string cursor;
-    std::int64_t printed = 0;
-    while (printed < limit) {
-        const std::int64_t page = std::min<std::int64_t>(1000, limit - printed);
-        std::string target = "/api/v1/series?limit=" + std::to_string(page);
-        target += state.empty() ? "" : "&state=" + state;
-        target += cursor.empty() ? "" : "&cursor=" + cursor;
-        const auto body = remote_json(remote, "GET", target, {}, "series list", exit_code);
-        if (!body) {
-            return;
-        }
-        for (const auto& item : (*body)["items"]) {
+    for_each_remote_item(
+        remote, "/api/v1/series", state, limit, "series list", exit_code,
+        [](const nlohmann::json& item) {
             const store::SeriesRow s = series_from_json(item);
             std::printf(k_list_row_format, s.attrs.series_uid.c_str(), to_string(s.state).c_str(),
                         s.attrs.modality.c_str(), static_cast<long long>(s.instance_count),
-                        s.calling_ae.c_str(), text(item["last_received_at"]).c_str(),
+                        s.calling_ae.c_str(), json_text(item["last_received_at"]).c_str(),
                         s.attrs.description.c_str());
-            ++printed;
-        }
-        if (!(*body)["next_cursor"].is_string()) {
-            return;
-        }
-        cursor = (*body)["next_cursor"].get<std::string>();
-    }
+        });
 }
 
 void remote_show(const Remote& remote, const std::string& uid, int& exit_code) {
@@ -140,23 +122,25 @@ void remote_show(const Remote& remote, const std::string& uid, int& exit_code) {
     }
     ShownSeries shown;
     shown.row = series_from_json(*body);
-    shown.first_received = text((*body)["first_received_at"]);
-    shown.last_received = text((*body)["last_received_at"]);
-    shown.completed = (*body)["completed_at"].is_string() ? text((*body)["completed_at"]) : "-";
+    shown.first_received = json_text((*body)["first_received_at"]);
+    shown.last_received = json_text((*body)["last_received_at"]);
+    shown.completed =
+        (*body)["completed_at"].is_string() ? json_text((*body)["completed_at"]) : "-";
     for (const auto& line : (*body)["taken"]) {
-        shown.taken.push_back(text(line));
+        shown.taken.push_back(json_text(line));
     }
     const auto& routing = (*body)["routing"];
-    shown.routing = routing.is_object()
-                        ? "rule " + text(routing["rule"]) + " (" + text(routing["algorithm"]) + ")"
-                        : std::string("no rule matches");
+    shown.routing = routing.is_object() ? "rule " + json_text(routing["rule"]) + " (" +
+                                              json_text(routing["algorithm"]) + ")"
+                                        : std::string("no rule matches");
     for (const auto& j : (*body)["jobs"]) {
         std::string outputs;
         for (const auto& o : j["outputs"]) {
-            outputs += (outputs.empty() ? "" : ",") + text(o);
+            outputs += (outputs.empty() ? "" : ",") + json_text(o);
         }
-        shown.jobs.push_back({j["id"].get<std::int64_t>(), text(j["state"]), text(j["algorithm"]),
-                              outputs, text(j["destination"]), text(j["error"])});
+        shown.jobs.push_back({j["id"].get<std::int64_t>(), json_text(j["state"]),
+                              json_text(j["algorithm"]), outputs, json_text(j["destination"]),
+                              json_text(j["error"])});
     }
     print_series(shown);
 }
@@ -186,11 +170,11 @@ void remote_run(const Remote& remote, const RunOptions& ro, const algorithms::Ra
     const auto body = nlohmann::json::parse(res->body, nullptr, false);
     const bool object = !body.is_discarded() && body.is_object();
     if (res->status == 202 && object) {
-        std::cout << text(body["message"]) << "\n";
+        std::cout << json_text(body["message"]) << "\n";
         return;
     }
     const std::string detail = object && body.contains("detail")
-                                   ? text(body["detail"])
+                                   ? json_text(body["detail"])
                                    : "HTTP " + std::to_string(res->status);
     std::cerr << "series run: " << detail << "\n";
     exit_code = res->status == 404 || res->status == 409 || res->status >= 500 ? 1 : 2;
